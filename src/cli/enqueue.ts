@@ -1,0 +1,164 @@
+import { createInterface } from 'node:readline';
+import { Command } from 'commander';
+import { parseDuration, parseInteger } from '../config.js';
+import { SkiplockError, errorMessage } from '../errors.js';
+import { type JobSpec, type NormalizedJob, normalizeJob } from '../producer/jobspec.js';
+import { Producer } from '../producer/producer.js';
+import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
+
+interface EnqueueOptions {
+  queue?: string;
+  priority?: number;
+  runAt?: string;
+  delay?: number;
+  maxAttempts?: number;
+  json?: boolean;
+  stdin?: boolean;
+  skipInvalid?: boolean;
+  batchSize: number;
+}
+
+export function enqueueCommand(): Command {
+  return new Command('enqueue')
+    .description(
+      'enqueue one job (prints its id), or with --stdin many jobs from newline-delimited JSON (prints how many)',
+    )
+    .argument('[task]', 'task name (a handler file in the workers directory)')
+    .argument('[json]', 'JSON payload (default {})')
+    .option('--queue <name>', 'queue (default "default")')
+    .option('--priority <n>', 'priority: lower runs first (default 0)', optionParser((t) => parseInteger(t, 'priority', -2147483647, 2147483647)))
+    .option('--run-at <iso8601>', 'run no sooner than this time, e.g. 2030-01-31T12:00:00Z')
+    .option('--delay <duration>', 'run no sooner than this long from now: 500, 250ms, 30s, 5m, 2h', optionParser((t) => parseDuration(t, 'delay')))
+    .option('--max-attempts <n>', 'attempts before the job is failed (default 25)', optionParser((t) => parseInteger(t, 'max attempts', 1, 1_000_000)))
+    .option('--json', 'print a JSON object instead of the bare id or count')
+    .option('--stdin', 'read jobs from stdin, one JSON object per line: {"task": "...", "payload": {...}, "queue": "...", ...}')
+    .option('--skip-invalid', 'with --stdin: report and skip bad lines instead of inserting nothing')
+    .option('--batch-size <n>', 'with --stdin: jobs per INSERT statement', optionParser((t) => parseInteger(t, 'batch size', 1, 100_000)), 5000)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ skiplock enqueue send-email '{"to": "a@example.com"}' --queue mail --delay 5m
+  $ id=$(skiplock enqueue resize-image '{"path": "/tmp/a.png"}')
+  $ printf '%s\\n' '{"task": "send-email", "payload": {"to": "b@example.com"}}' | skiplock enqueue --stdin
+
+With --stdin, each line takes the fields task, payload, queue, priority, runAt, delay and
+maxAttempts, named as in the library. All lines go in one transaction: a bad line is
+reported with its line number and nothing is inserted, unless --skip-invalid is given.`,
+    )
+    .action(async function (this: Command, task: string | undefined, json: string | undefined) {
+      const opts = this.opts<EnqueueOptions>();
+      const globals = this.optsWithGlobals<GlobalOptions & EnqueueOptions>();
+      if (opts.stdin) {
+        if (task !== undefined) throw new UsageError('give either <task> [json] or --stdin, not both');
+        await enqueueStdin(globals, opts);
+      } else {
+        if (task === undefined) throw new UsageError('missing task name (or use --stdin)');
+        if (opts.skipInvalid) throw new UsageError('--skip-invalid goes with --stdin');
+        await enqueueOne(globals, opts, task, json);
+      }
+    });
+}
+
+function parsePayload(json: string | undefined): unknown {
+  if (json === undefined) return {};
+  try {
+    return JSON.parse(json) as unknown;
+  } catch (err) {
+    throw new UsageError(`invalid JSON payload: ${errorMessage(err)}`);
+  }
+}
+
+function checked(spec: JobSpec): NormalizedJob {
+  try {
+    return normalizeJob(spec);
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+}
+
+async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: string, json: string | undefined): Promise<void> {
+  const spec: JobSpec = { task, payload: parsePayload(json) };
+  if (opts.queue !== undefined) spec.queue = opts.queue;
+  if (opts.priority !== undefined) spec.priority = opts.priority;
+  if (opts.runAt !== undefined) spec.runAt = opts.runAt;
+  if (opts.delay !== undefined) spec.delay = opts.delay;
+  if (opts.maxAttempts !== undefined) spec.maxAttempts = opts.maxAttempts;
+  const job = checked(spec);
+  const ctx = openContext(globals, 1);
+  const producer = new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
+  try {
+    const { ids } = await producer.insertNormalized([job]);
+    const id = ids[0] ?? '';
+    process.stdout.write(opts.json ? `${JSON.stringify({ id, task: job.task, queue: job.queue })}\n` : `${id}\n`);
+  } finally {
+    await ctx.pool.end();
+  }
+}
+
+/** Reads NDJSON jobs from stdin and inserts them in batches inside one transaction. */
+async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promise<void> {
+  if (opts.queue !== undefined || opts.priority !== undefined || opts.runAt !== undefined || opts.delay !== undefined || opts.maxAttempts !== undefined) {
+    throw new UsageError('with --stdin, give queue, priority, runAt, delay and maxAttempts on each line');
+  }
+  const ctx = openContext(globals, 1);
+  const producer = new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
+  const started = Date.now();
+  let client;
+  try {
+    client = await ctx.pool.connect();
+  } catch (err) {
+    await ctx.pool.end();
+    throw ctx.describe(err);
+  }
+  let enqueued = 0;
+  let skipped = 0;
+  let lineNo = 0;
+  let batch: NormalizedJob[] = [];
+  let lastProgress = started;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    await producer.insertNormalized(batch, client);
+    enqueued += batch.length;
+    batch = [];
+    if (Date.now() - lastProgress >= 2000) {
+      lastProgress = Date.now();
+      process.stderr.write(`skiplock: ${enqueued} jobs inserted so far (line ${lineNo})\n`);
+    }
+  };
+  try {
+    await client.query('BEGIN');
+    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    for await (const line of lines) {
+      lineNo += 1;
+      if (line.trim() === '') continue;
+      let job: NormalizedJob;
+      try {
+        const value: unknown = JSON.parse(line);
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new SkiplockError('expected a JSON object');
+        job = normalizeJob(value as JobSpec);
+      } catch (err) {
+        const message = `line ${lineNo}: ${errorMessage(err)}`;
+        if (!opts.skipInvalid) throw new UsageError(`${message}; nothing was enqueued`);
+        skipped += 1;
+        process.stderr.write(`skiplock: skipped ${message}\n`);
+        continue;
+      }
+      batch.push(job);
+      if (batch.length >= opts.batchSize) await flush();
+    }
+    await flush();
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err instanceof SkiplockError ? err : ctx.describe(err);
+  } finally {
+    client.release();
+    await ctx.pool.end();
+  }
+  const seconds = (Date.now() - started) / 1000;
+  process.stderr.write(
+    `skiplock: enqueued ${enqueued} jobs${skipped > 0 ? `, skipped ${skipped} invalid lines` : ''} in ${seconds.toFixed(2)} s\n`,
+  );
+  process.stdout.write(opts.json ? `${JSON.stringify({ enqueued, skipped })}\n` : `${enqueued}\n`);
+}

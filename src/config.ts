@@ -1,0 +1,77 @@
+import { SkiplockError } from './errors.js';
+
+export const DEFAULT_SCHEMA = 'skiplock';
+export const DEFAULT_QUEUE = 'default';
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,47}$/;
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
+
+/** Validates a schema name: lower-case letters, digits and underscores, at most 48 characters. */
+export function validateSchema(schema: string): string {
+  if (!SCHEMA_RE.test(schema)) {
+    throw new SkiplockError(
+      `invalid schema name ${JSON.stringify(schema)}: use lower-case letters, digits and _, start with a letter or _, at most 48 characters`,
+    );
+  }
+  return schema;
+}
+
+/** Validates a queue or task name: letters, digits, _ . : -, 1 to 128 characters. */
+export function validateName(kind: 'queue' | 'task', name: string): string {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new SkiplockError(
+      `invalid ${kind} name ${JSON.stringify(name)}: use letters, digits and _ . : - (1 to 128 characters, not starting with . : -)`,
+    );
+  }
+  return name;
+}
+
+/** The quoted schema identifier for SQL text (the name was validated first). */
+export function quoteSchema(schema: string): string {
+  return `"${validateSchema(schema)}"`;
+}
+
+/** The LISTEN/NOTIFY channel a schema's producers and workers share. */
+export function channelFor(schema: string): string {
+  return `${validateSchema(schema)}_jobs`;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** The largest delay Node's timers accept. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Parses a duration: a number of milliseconds ("1500") or a number with a unit
+ * ("250ms", "30s", "5m", "2h", "1d").
+ */
+export function parseDuration(text: string, what = 'duration'): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
+  if (!match) {
+    throw new SkiplockError(`invalid ${what} ${JSON.stringify(text)}: expected e.g. 500, 250ms, 30s, 5m, 2h`);
+  }
+  const ms = Number(match[1]) * (UNIT_MS[match[2] ?? 'ms'] ?? 1);
+  if (!Number.isFinite(ms)) throw new SkiplockError(`invalid ${what} ${JSON.stringify(text)}`);
+  return Math.round(ms);
+}
+
+/** Parses a whole number within [min, max]. */
+export function parseInteger(text: string, what: string, min: number, max: number): number {
+  if (!/^\s*-?\d+\s*$/.test(text)) {
+    throw new SkiplockError(`invalid ${what} ${JSON.stringify(text)}: expected a whole number`);
+  }
+  return checkInteger(Number(text), what, min, max);
+}
+
+/** Checks that a number is a whole number within [min, max]. */
+export function checkInteger(value: number, what: string, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new SkiplockError(`invalid ${what} ${String(value)}: expected a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** Checks a duration in milliseconds: whole, within [min, max]. */
+export function checkDuration(ms: number, what: string, min: number, max = MAX_TIMER_MS): number {
+  return checkInteger(ms, `${what} (ms)`, min, max);
+}

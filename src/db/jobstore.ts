@@ -1,0 +1,124 @@
+import type pg from 'pg';
+import type { Job } from '../worker/types.js';
+import type { Queries } from './queries.js';
+
+/** A claimed job with the fencing token its later writes must match. */
+export interface ClaimedJob {
+  readonly job: Job;
+  readonly token: string;
+}
+
+interface ClaimRow {
+  id: string;
+  queue: string;
+  task: string;
+  payload: unknown;
+  priority: number;
+  run_at: Date;
+  attempts: number;
+  max_attempts: number;
+  lease_token: string;
+  created_at: Date;
+  started_at: Date;
+}
+
+export interface ReapedRow {
+  id: string;
+  queue: string;
+  task: string;
+  attempts: number;
+  status: 'queued' | 'failed';
+}
+
+/**
+ * Every statement the worker runs on the jobs table. Writes after the claim are fenced:
+ * they match the job's id, its lease token and status = 'running', and report whether
+ * they changed anything.
+ */
+export class JobStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queries: Queries,
+  ) {}
+
+  /** Claims up to `limit` due jobs of the given tasks (and queues) in one statement. */
+  async claim(params: {
+    tasks: readonly string[];
+    queues: readonly string[] | undefined;
+    limit: number;
+    leaseMs: number;
+    workerId: string;
+  }): Promise<ClaimedJob[]> {
+    const base = [params.tasks, params.limit, params.leaseMs, params.workerId];
+    const query =
+      params.queues === undefined
+        ? { ...this.queries.claim, values: base }
+        : { ...this.queries.claimInQueues, values: [...base, params.queues] };
+    const res = await this.pool.query<ClaimRow>(query);
+    return res.rows.map((row) => ({
+      token: row.lease_token,
+      job: {
+        id: row.id,
+        queue: row.queue,
+        task: row.task,
+        payload: row.payload,
+        priority: row.priority,
+        runAt: row.run_at,
+        attempt: row.attempts,
+        maxAttempts: row.max_attempts,
+        createdAt: row.created_at,
+        startedAt: row.started_at,
+      },
+    }));
+  }
+
+  /** Marks a job succeeded; false when the lease was no longer ours. */
+  async complete(id: string, token: string): Promise<boolean> {
+    const res = await this.pool.query({ ...this.queries.complete, values: [id, token] });
+    return res.rowCount === 1;
+  }
+
+  /**
+   * Records a failed attempt: requeued after `retryDelayMs` while attempts are left, else
+   * failed. Returns the new status, or undefined when the lease was no longer ours.
+   */
+  async fail(id: string, token: string, retryDelayMs: number, error: string): Promise<'queued' | 'failed' | undefined> {
+    const res = await this.pool.query<{ status: 'queued' | 'failed' }>({
+      ...this.queries.fail,
+      values: [id, token, retryDelayMs, error],
+    });
+    return res.rows[0]?.status;
+  }
+
+  /** Renews the leases of these claims; returns the ids still held. */
+  async renew(claims: ReadonlyArray<{ id: string; token: string }>, leaseMs: number): Promise<Set<string>> {
+    if (claims.length === 0) return new Set();
+    const sorted = [...claims].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+    const res = await this.pool.query<{ id: string }>({
+      ...this.queries.heartbeat,
+      values: [sorted.map((c) => c.id), sorted.map((c) => c.token), leaseMs],
+    });
+    return new Set(res.rows.map((r) => r.id));
+  }
+
+  /** Puts unfinished claims back to queued at once; returns the ids handed back. */
+  async handBack(claims: ReadonlyArray<{ id: string; token: string }>): Promise<Set<string>> {
+    if (claims.length === 0) return new Set();
+    const res = await this.pool.query<{ id: string }>({
+      ...this.queries.handBack,
+      values: [claims.map((c) => c.id), claims.map((c) => c.token)],
+    });
+    return new Set(res.rows.map((r) => r.id));
+  }
+
+  /** Requeues or fails up to `limit` jobs whose lease expired. */
+  async reap(limit: number): Promise<ReapedRow[]> {
+    const res = await this.pool.query<ReapedRow>({ ...this.queries.reap, values: [limit] });
+    return res.rows;
+  }
+
+  async queueDepth(): Promise<Array<{ queue: string; status: string; jobs: number }>> {
+    const res = await this.pool.query<{ queue: string; status: string; jobs: string }>({ ...this.queries.queueDepth, values: [] });
+    return res.rows.map((r) => ({ queue: r.queue, status: r.status, jobs: Number(r.jobs) }));
+  }
+}

@@ -1,0 +1,77 @@
+import pg from 'pg';
+import { SkiplockError, errorMessage, redactSecrets } from '../errors.js';
+
+/** Anything that runs a query: a pg.Pool, a pooled client or a plain client. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
+
+export interface ConnectionOptions {
+  /** postgres://user:password@host:port/database; when absent, pg reads the PG* variables. */
+  connectionString?: string;
+  /** Pool size (default 10). */
+  max?: number;
+  /** application_name seen in pg_stat_activity. */
+  applicationName?: string;
+}
+
+// int8 (job ids, counts) stays a string: ids may pass 2^53.
+/** Creates a pg.Pool that logs, rather than throws, errors of idle clients. */
+export function createPool(
+  options: ConnectionOptions,
+  onIdleError: (err: Error) => void = () => undefined,
+): pg.Pool {
+  const config: pg.PoolConfig = {
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? 'skiplock',
+    connectionTimeoutMillis: 10_000,
+  };
+  if (options.connectionString !== undefined) config.connectionString = options.connectionString;
+  const pool = new pg.Pool(config);
+  pool.on('error', onIdleError);
+  return pool;
+}
+
+/** Where a connection goes, for messages: host:port/database, never the password. */
+export function describeTarget(connectionString?: string): string {
+  const env = process.env;
+  if (connectionString !== undefined) {
+    try {
+      const url = new URL(connectionString);
+      const host = decodeURIComponent(url.hostname) || url.searchParams.get('host') || env.PGHOST || 'localhost';
+      return `${host}:${url.port || env.PGPORT || '5432'}${url.pathname || ''}`;
+    } catch {
+      return 'the database (unparsable connection string)';
+    }
+  }
+  return `${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'}/${env.PGDATABASE ?? env.PGUSER ?? env.USER ?? ''}`;
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET', 'ENOENT']);
+
+/**
+ * Turns a connection failure into a one-line SkiplockError that names the target but no
+ * password. Other errors are returned with any secret redacted.
+ */
+export function describeDbError(err: unknown, connectionString?: string): Error {
+  const secrets: string[] = [];
+  if (connectionString) {
+    try {
+      const pw = new URL(connectionString).password;
+      if (pw) secrets.push(pw, decodeURIComponent(pw));
+    } catch {
+      // not a URL: nothing to pull out
+    }
+  }
+  if (process.env.PGPASSWORD) secrets.push(process.env.PGPASSWORD);
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = redactSecrets(errorMessage(err).split('\n')[0] ?? '', secrets);
+  if (typeof code === 'string' && (CONNECT_CODES.has(code) || code === '28P01' || code === '3D000' || code === '28000')) {
+    return new SkiplockError(`cannot connect to PostgreSQL at ${describeTarget(connectionString)}: ${message}`, { cause: err });
+  }
+  if (/timeout exceeded when trying to connect|Connection terminated/i.test(message)) {
+    return new SkiplockError(`cannot connect to PostgreSQL at ${describeTarget(connectionString)}: ${message}`, { cause: err });
+  }
+  if (err instanceof SkiplockError) return err;
+  return new SkiplockError(message, { cause: err });
+}

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import { quoteSchema } from '../config.js';
+
+/** Where the SQL files live: <package>/sql, the same from src/ and dist/src/. */
+export const SQL_DIR = new URL(import.meta.url.includes('/dist/src/') ? '../../../sql/' : '../../sql/', import.meta.url);
+
+export const QUERY_NAMES = [
+  'enqueue',
+  'claim',
+  'claimInQueues',
+  'complete',
+  'fail',
+  'heartbeat',
+  'handBack',
+  'reap',
+  'queueDepth',
+  'getJob',
+] as const;
+export type QueryName = (typeof QUERY_NAMES)[number];
+
+/** A prepared-statement-ready query: pg prepares it once per connection under `name`. */
+export interface NamedQuery {
+  readonly name: string;
+  readonly text: string;
+}
+
+export type Queries = Readonly<Record<QueryName, NamedQuery>>;
+
+/** Replaces the {{schema}} placeholder with the quoted, validated schema name. */
+export function withSchema(sql: string, schema: string): string {
+  return sql.replaceAll('{{schema}}', quoteSchema(schema));
+}
+
+/** Splits a file of "-- name: x" blocks into named SQL texts. */
+export function parseNamedQueries(source: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let current: string | undefined;
+  let lines: string[] = [];
+  const flush = (): void => {
+    if (current !== undefined) out.set(current, lines.join('\n').trim().replace(/;\s*$/, ''));
+  };
+  for (const line of source.split('\n')) {
+    const header = /^--\s*name:\s*([A-Za-z0-9_]+)\s*$/.exec(line);
+    if (header) {
+      flush();
+      current = header[1];
+      lines = [];
+    } else if (current !== undefined && !/^\s*--/.test(line)) {
+      lines.push(line);
+    }
+  }
+  flush();
+  return out;
+}
+
+/** Loads the named queries of sql/queries/jobs.sql for one schema. */
+export function loadQueries(schema: string): Queries {
+  const parsed = parseNamedQueries(readFileSync(new URL('queries/jobs.sql', SQL_DIR), 'utf8'));
+  const entries = QUERY_NAMES.map((name): [QueryName, NamedQuery] => {
+    const text = parsed.get(name);
+    if (text === undefined) throw new Error(`sql/queries/jobs.sql has no query named ${name}`);
+    return [name, Object.freeze({ name: `skiplock:${schema}:${name}`, text: withSchema(text, schema) })];
+  });
+  return Object.freeze(Object.fromEntries(entries) as Record<QueryName, NamedQuery>);
+}

@@ -1,0 +1,26 @@
+/** An error whose message is fit to show a user as is (one line, no secrets). */
+export class SkiplockError extends Error {
+  override readonly name = 'SkiplockError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A state change that matched no row: the job was not in the state the caller expected. */
+export class StaleLeaseError extends SkiplockError {}
+
+/** Removes any password from a text that may contain a connection string. */
+export function redactSecrets(text: string, secrets: readonly string[] = []): string {
+  let out = text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)([^@\s]*)@/gi, '$1***@');
+  out = out.replace(/(password\s*[=:]\s*)('[^']*'|"[^"]*"|\S+)/gi, '$1***');
+  for (const secret of secrets) {
+    if (secret.length > 0) out = out.split(secret).join('***');
+  }
+  return out;
+}
+
+/** The message of anything thrown, as text. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+}

@@ -1,0 +1,105 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const PREFIX = 'skiplock_';
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600];
+
+export type JobOutcome = 'succeeded' | 'retried' | 'failed' | 'lease_lost' | 'handed_back';
+
+/** A source of queue depth rows for the skiplock_queue_depth gauge, read on each scrape. */
+export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; status: string; jobs: number }>>;
+
+/** The metrics of one worker process, in a registry of its own. */
+export class Metrics {
+  readonly registry: Registry;
+  readonly jobsCompleted: Counter<'queue' | 'task' | 'outcome'>;
+  readonly jobDuration: Histogram<'queue' | 'task'>;
+  readonly jobWait: Histogram<'queue' | 'task'>;
+  readonly jobsRunning: Gauge;
+  readonly leaseLosses: Counter<'queue' | 'task'>;
+  readonly reaperActions: Counter<'outcome'>;
+  readonly notifyReconnects: Counter;
+  readonly notifications: Counter;
+  readonly claims: Counter<'result'>;
+  readonly queueDepth: Gauge<'queue' | 'status'>;
+  private depthSource: QueueDepthSource | undefined;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registry = new Registry();
+    this.registry = registry;
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: PREFIX });
+    const registers = [registry];
+    this.jobsCompleted = new Counter({
+      name: `${PREFIX}jobs_completed_total`,
+      help: 'Jobs this worker finished running, by queue, task and outcome (succeeded, retried, failed, lease_lost, handed_back).',
+      labelNames: ['queue', 'task', 'outcome'],
+      registers,
+    });
+    this.jobDuration = new Histogram({
+      name: `${PREFIX}job_duration_seconds`,
+      help: 'Time from handler start to handler end.',
+      labelNames: ['queue', 'task'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.jobWait = new Histogram({
+      name: `${PREFIX}job_wait_seconds`,
+      help: 'Time from a job becoming due (run_at) to its claim, by the database clock.',
+      labelNames: ['queue', 'task'],
+      buckets: WAIT_BUCKETS,
+      registers,
+    });
+    this.jobsRunning = new Gauge({ name: `${PREFIX}jobs_running`, help: 'Jobs this worker is running now.', registers });
+    this.leaseLosses = new Counter({
+      name: `${PREFIX}lease_losses_total`,
+      help: 'Jobs whose lease this worker lost (reaped, re-claimed or cancelled) while running them.',
+      labelNames: ['queue', 'task'],
+      registers,
+    });
+    this.reaperActions = new Counter({
+      name: `${PREFIX}reaper_jobs_total`,
+      help: "Jobs with an expired lease this worker's reaper requeued or failed, by outcome (requeued, failed).",
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.notifyReconnects = new Counter({
+      name: `${PREFIX}notify_reconnects_total`,
+      help: 'Times the LISTEN connection was re-established after a loss.',
+      registers,
+    });
+    this.notifications = new Counter({
+      name: `${PREFIX}notifications_total`,
+      help: 'NOTIFY wake-ups received.',
+      registers,
+    });
+    this.claims = new Counter({
+      name: `${PREFIX}claim_queries_total`,
+      help: 'Claim statements run, by result (jobs, empty).',
+      labelNames: ['result'],
+      registers,
+    });
+    const self = this;
+    this.queueDepth = new Gauge({
+      name: `${PREFIX}queue_depth`,
+      help: 'Jobs in the table by queue and status, read from the database at scrape time.',
+      labelNames: ['queue', 'status'],
+      registers,
+      async collect() {
+        const source = self.depthSource;
+        if (source === undefined) return;
+        const rows = await source();
+        this.reset();
+        for (const row of rows) this.set({ queue: row.queue, status: row.status }, row.jobs);
+      },
+    });
+  }
+
+  /** Sets where skiplock_queue_depth reads from. */
+  setQueueDepthSource(source: QueueDepthSource | undefined): void {
+    this.depthSource = source;
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

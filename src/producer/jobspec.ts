@@ -1,0 +1,89 @@
+import { DEFAULT_QUEUE, checkInteger, parseDuration, validateName } from '../config.js';
+import { SkiplockError, errorMessage } from '../errors.js';
+
+/** Options of one enqueued job. */
+export interface JobOptions {
+  /** Queue name (default "default"). */
+  queue?: string;
+  /** Lower runs first (default 0); a 32-bit integer. */
+  priority?: number;
+  /** When the job may run: a Date or an ISO 8601 text. Exclusive with delay. */
+  runAt?: Date | string;
+  /** Run no sooner than this long after enqueue, by the database clock: ms or "30s", "5m". */
+  delay?: number | string;
+  /** Attempts before the job is failed (default 25). */
+  maxAttempts?: number;
+}
+
+/** One job of a bulk enqueue. */
+export interface JobSpec extends JobOptions {
+  task: string;
+  payload?: unknown;
+}
+
+export const DEFAULT_MAX_ATTEMPTS = 25;
+const INT32_MAX = 2_147_483_647;
+
+/** A job ready for the enqueue statement's arrays. */
+export interface NormalizedJob {
+  queue: string;
+  task: string;
+  payload: string;
+  priority: number;
+  runAt: Date | null;
+  delayMs: number;
+  maxAttempts: number;
+}
+
+const KNOWN_FIELDS = new Set(['task', 'payload', 'queue', 'priority', 'runAt', 'delay', 'maxAttempts']);
+
+/** Checks a job spec and turns it into statement values; throws SkiplockError when it is bad. */
+export function normalizeJob(spec: JobSpec): NormalizedJob {
+  if (spec === null || typeof spec !== 'object') throw new SkiplockError('a job must be an object');
+  for (const key of Object.keys(spec)) {
+    if (!KNOWN_FIELDS.has(key)) throw new SkiplockError(`unknown job field ${JSON.stringify(key)}`);
+  }
+  const task = validateName('task', spec.task);
+  const queue = validateName('queue', spec.queue ?? DEFAULT_QUEUE);
+  const priority = checkInteger(spec.priority ?? 0, 'priority', -INT32_MAX, INT32_MAX);
+  const maxAttempts = checkInteger(spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, 'maxAttempts', 1, 1_000_000);
+  if (spec.runAt !== undefined && spec.delay !== undefined) {
+    throw new SkiplockError('give runAt or delay, not both');
+  }
+  let runAt: Date | null = null;
+  if (spec.runAt !== undefined) {
+    runAt = spec.runAt instanceof Date ? spec.runAt : parseRunAt(spec.runAt);
+    if (Number.isNaN(runAt.getTime())) throw new SkiplockError(`invalid runAt ${String(spec.runAt)}`);
+  }
+  let delayMs = 0;
+  if (spec.delay !== undefined) {
+    delayMs = typeof spec.delay === 'number' ? spec.delay : parseDuration(spec.delay, 'delay');
+    checkInteger(delayMs, 'delay (ms)', 0, Number.MAX_SAFE_INTEGER);
+  }
+  return { queue, task, payload: serializePayload(spec.payload), priority, runAt, delayMs, maxAttempts };
+}
+
+function parseRunAt(text: string): Date {
+  // ISO 8601 date-time with an explicit offset or Z, or a bare date.
+  if (typeof text !== 'string' || !/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) {
+    throw new SkiplockError(`invalid runAt ${JSON.stringify(text)}: expected an ISO 8601 date-time such as 2030-01-31T12:00:00Z`);
+  }
+  const date = new Date(text);
+  if (Number.isNaN(date.getTime())) throw new SkiplockError(`invalid runAt ${JSON.stringify(text)}`);
+  return date;
+}
+
+/** JSON text of a payload; undefined becomes {}. */
+export function serializePayload(payload: unknown): string {
+  if (payload === undefined) return '{}';
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(payload);
+  } catch (err) {
+    throw new SkiplockError(`payload is not JSON-serialisable: ${errorMessage(err)}`);
+  }
+  if (text === undefined) throw new SkiplockError('payload is not JSON-serialisable');
+  // Postgres jsonb rejects \u0000 in strings; say so before the database does.
+  if (text.includes('\\u0000')) throw new SkiplockError('payload contains a \\u0000 character, which jsonb cannot store');
+  return text;
+}

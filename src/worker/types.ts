@@ -1,0 +1,49 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { BackoffOptions } from './backoff.js';
+
+/** A claimed job as a handler sees it. */
+export interface Job<P = unknown> {
+  readonly id: string;
+  readonly queue: string;
+  readonly task: string;
+  readonly payload: P;
+  readonly priority: number;
+  readonly runAt: Date;
+  /** 1 on the first run, 2 on the first retry, ... */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly createdAt: Date;
+  readonly startedAt: Date;
+}
+
+/** What a handler gets beside its payload. */
+export interface TaskContext {
+  readonly job: Job;
+  /** Fires when the job must stop: its lease was lost, it was cancelled, or the worker is shutting down. */
+  readonly signal: AbortSignal;
+  /** A pino child logger bound to the job's id, task, queue and attempt. */
+  readonly logger: Logger;
+  /** The worker's pool, for the handler's own queries. */
+  readonly pool: pg.Pool;
+}
+
+/** A task handler: resolve to succeed, throw or reject to fail (and maybe retry). */
+export type TaskHandler<P = unknown> = (payload: P, ctx: TaskContext) => unknown;
+
+/** Per-task settings, exported by a task module as `options`. */
+export interface TaskOptions {
+  /** Retry delays for this task; fields left out take the worker's. */
+  backoff?: Partial<BackoffOptions>;
+}
+
+export interface TaskDefinition<P = unknown> {
+  handler: TaskHandler<P>;
+  options?: TaskOptions;
+}
+
+/**
+ * Handlers by task name. Each handler declares its own payload type, so the list holds them
+ * as taking `never`: the worker hands each the payload stored with its job.
+ */
+export type TaskList = Readonly<Record<string, TaskHandler<never> | TaskDefinition<never>>>;

@@ -1,0 +1,421 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { DEFAULT_SCHEMA, channelFor, checkDuration, checkInteger, validateName, validateSchema } from '../config.js';
+import { type ClaimedJob, JobStore } from '../db/jobstore.js';
+import { type ConnectionOptions, createPool, describeDbError } from '../db/pool.js';
+import { loadQueries } from '../db/queries.js';
+import { SkiplockError, errorMessage } from '../errors.js';
+import { Periodic } from '../maintenance/periodic.js';
+import { Reaper } from '../maintenance/reaper.js';
+import { Listener } from '../notifications/listener.js';
+import { silentLogger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
+import { JobAbortedError, JobRun } from './run.js';
+import type { TaskDefinition, TaskHandler, TaskList } from './types.js';
+
+export interface WorkerOptions extends ConnectionOptions {
+  /** Handlers by task name; the worker claims jobs of these tasks only. */
+  tasks: TaskList;
+  /** Use this pool instead of opening one (it is not closed by stop()). */
+  pool?: pg.Pool;
+  /** Schema of the jobs table (default "skiplock"). */
+  schema?: string;
+  /** Jobs run at once (default 10). */
+  concurrency?: number;
+  /** Queues to take jobs from (default: all). */
+  queues?: readonly string[];
+  /** Lease length (default 30 s): a job whose lease is not renewed for this long is reaped. */
+  leaseMs?: number;
+  /** How often leases are renewed (default lease / 3). */
+  heartbeatIntervalMs?: number;
+  /** Fallback poll for delayed jobs and missed notifications (default 2 s). */
+  pollIntervalMs?: number;
+  /** How often this worker's reaper looks for expired leases (default 5 s; 0 = no reaper here). */
+  reaperIntervalMs?: number;
+  /** How long stop() lets running jobs finish before handing them back (default 10 s). */
+  shutdownGraceMs?: number;
+  /** Retry delays (defaults: 1 s doubling to 1 h, 25% jitter); tasks may override. */
+  backoff?: Partial<BackoffOptions>;
+  /** Name stored in locked_by (default host:pid:random). */
+  workerId?: string;
+  logger?: Logger;
+  metrics?: Metrics;
+  /** Wake on NOTIFY (default true); without it the worker only polls. */
+  listen?: boolean;
+}
+
+type WorkerState = 'idle' | 'running' | 'stopping' | 'stopped';
+
+interface ResolvedTask {
+  handler: TaskHandler<never>;
+  backoff: BackoffOptions;
+}
+
+const REAP_BATCH = 1000;
+const MAX_ERROR_LENGTH = 4000;
+
+function toDefinition(entry: TaskHandler<never> | TaskDefinition<never>): TaskDefinition<never> {
+  return typeof entry === 'function' ? { handler: entry } : entry;
+}
+
+/**
+ * A worker: claims due jobs of its tasks up to its free capacity in one statement, runs
+ * them, renews their leases in one statement per heartbeat, records each result fenced by
+ * the claim's token, and reaps expired leases. Wakes on NOTIFY and polls as a fallback.
+ */
+export class Worker {
+  readonly id: string;
+  readonly schema: string;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  private readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly store: JobStore;
+  private readonly tasks: ReadonlyMap<string, ResolvedTask>;
+  private readonly taskNames: string[];
+  private readonly queues: string[] | undefined;
+  private readonly concurrency: number;
+  private readonly leaseMs: number;
+  private readonly graceMs: number;
+  private readonly connectionString: string | undefined;
+  private readonly listener: Listener | undefined;
+  private readonly poller: Periodic;
+  private readonly heartbeat: Periodic;
+  private readonly reaper: Reaper | undefined;
+  private readonly active = new Map<string, JobRun>();
+  private state: WorkerState = 'idle';
+  private fetching: Promise<void> | undefined;
+  private fetchAgain = false;
+  /** True while there may be due jobs we did not take (last claim was full, or a wake-up came). */
+  private moreMayBeWaiting = true;
+  private idleWaiters: Array<() => void> = [];
+  private stopping: Promise<void> | undefined;
+
+  constructor(options: WorkerOptions) {
+    this.schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
+    this.concurrency = checkInteger(options.concurrency ?? 10, 'concurrency', 1, 10_000);
+    this.leaseMs = checkDuration(options.leaseMs ?? 30_000, 'lease', 1000);
+    const heartbeatMs = checkDuration(options.heartbeatIntervalMs ?? Math.floor(this.leaseMs / 3), 'heartbeat interval', 10);
+    if (heartbeatMs >= this.leaseMs) throw new SkiplockError('the heartbeat interval must be shorter than the lease');
+    const pollMs = checkDuration(options.pollIntervalMs ?? 2000, 'poll interval', 10);
+    const reaperMs = checkDuration(options.reaperIntervalMs ?? 5000, 'reaper interval', 0);
+    this.graceMs = checkDuration(options.shutdownGraceMs ?? 10_000, 'shutdown grace', 0);
+    this.queues = options.queues?.map((q) => validateName('queue', q));
+    if (this.queues !== undefined && this.queues.length === 0) throw new SkiplockError('queues must not be empty');
+    this.id = options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.logger = (options.logger ?? silentLogger()).child({ worker: this.id });
+    this.metrics = options.metrics ?? new Metrics();
+    this.connectionString = options.connectionString;
+
+    const workerBackoff = resolveBackoff(options.backoff);
+    const tasks = new Map<string, ResolvedTask>();
+    for (const [name, entry] of Object.entries(options.tasks)) {
+      validateName('task', name);
+      const def = toDefinition(entry);
+      if (typeof def.handler !== 'function') throw new SkiplockError(`task ${name} has no handler function`);
+      tasks.set(name, { handler: def.handler, backoff: resolveBackoff(workerBackoff, def.options?.backoff) });
+    }
+    if (tasks.size === 0) throw new SkiplockError('a worker needs at least one task handler');
+    this.tasks = tasks;
+    this.taskNames = [...tasks.keys()];
+
+    this.ownsPool = options.pool === undefined;
+    this.pool =
+      options.pool ??
+      createPool({ ...options, max: options.max ?? this.concurrency + 4, applicationName: options.applicationName ?? 'skiplock worker' }, (err) =>
+        this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
+      );
+    this.store = new JobStore(this.pool, loadQueries(this.schema));
+    this.metrics.setQueueDepthSource(() => this.store.queueDepth());
+
+    const logError = (what: string) => (err: unknown) =>
+      this.logger.error({ err: describeDbError(err, this.connectionString).message }, `${what} failed`);
+    this.poller = new Periodic(pollMs, async () => this.requestFetch(), logError('poll'), 0.1);
+    this.heartbeat = new Periodic(heartbeatMs, () => this.renewLeases(), logError('lease renewal'));
+    this.reaper =
+      reaperMs > 0 ? new Reaper({ store: this.store, intervalMs: reaperMs, batch: REAP_BATCH, logger: this.logger, metrics: this.metrics }) : undefined;
+    if (options.listen ?? true) {
+      const connection: pg.ClientConfig =
+        options.connectionString !== undefined ? { connectionString: options.connectionString } : { ...(options.pool?.options ?? {}) };
+      this.listener = new Listener({
+        connection: { ...connection, application_name: 'skiplock listener' },
+        channel: channelFor(this.schema),
+        logger: this.logger,
+        onNotify: () => {
+          this.metrics.notifications.inc();
+          this.moreMayBeWaiting = true;
+          this.requestFetch();
+        },
+        onReconnect: () => {
+          this.metrics.notifyReconnects.inc();
+          this.moreMayBeWaiting = true;
+          this.requestFetch();
+        },
+      });
+    }
+  }
+
+  /** Jobs running now. */
+  get runningCount(): number {
+    return this.active.size;
+  }
+
+  get isRunning(): boolean {
+    return this.state === 'running';
+  }
+
+  /** Health for /healthz. */
+  health(): { ok: boolean; state: WorkerState; running: number; listening: boolean | null } {
+    return {
+      ok: this.state === 'running',
+      state: this.state,
+      running: this.active.size,
+      listening: this.listener ? this.listener.isConnected : null,
+    };
+  }
+
+  /** Connects the listener and starts fetching, renewing and reaping. */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new SkiplockError(`worker cannot start: it is ${this.state}`);
+    try {
+      await this.pool.query('SELECT 1');
+      await this.listener?.start();
+    } catch (err) {
+      if (this.ownsPool) await this.pool.end().catch(() => undefined);
+      this.state = 'stopped';
+      throw describeDbError(err, this.connectionString);
+    }
+    this.state = 'running';
+    this.poller.start();
+    this.heartbeat.start();
+    this.reaper?.start();
+    this.logger.info(
+      { tasks: this.taskNames, queues: this.queues ?? 'all', concurrency: this.concurrency, leaseMs: this.leaseMs },
+      'worker started',
+    );
+    this.requestFetch();
+  }
+
+  /**
+   * Graceful stop: no more claims; running jobs get up to the grace period (default the
+   * worker's shutdownGraceMs) to finish; the rest are aborted and handed back to the queue
+   * at once. Resolves when connections are closed.
+   */
+  stop(options: { graceMs?: number } = {}): Promise<void> {
+    this.stopping ??= this.shutdown(options.graceMs ?? this.graceMs);
+    return this.stopping;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    const wasRunning = this.state === 'running';
+    this.state = 'stopping';
+    this.logger.info({ running: this.active.size, graceMs }, 'worker stopping');
+    await this.poller.stop();
+    await this.listener?.stop();
+    await this.fetching;
+    if (wasRunning && this.active.size > 0) {
+      await this.waitForIdle(graceMs);
+    }
+    const unfinished = [...this.active.values()].filter((run) => run.state === 'running');
+    for (const run of unfinished) {
+      run.state = 'handedBack';
+      run.controller.abort(new JobAbortedError('shutdown', 'the worker is shutting down'));
+    }
+    await this.heartbeat.stop();
+    await this.reaper?.stop();
+    if (unfinished.length > 0) {
+      try {
+        const back = await this.store.handBack(unfinished.map((r) => ({ id: r.id, token: r.token })));
+        for (const run of unfinished) {
+          if (back.has(run.id)) {
+            this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'handed_back' });
+            run.logger.warn('job handed back to the queue at shutdown');
+          }
+        }
+      } catch (err) {
+        this.logger.error(
+          { err: describeDbError(err, this.connectionString).message, jobs: unfinished.map((r) => r.id) },
+          'could not hand jobs back; they return to the queue when their lease expires',
+        );
+      }
+      for (const run of unfinished) this.release(run);
+    }
+    // Results still being written get a moment to land.
+    const finishing = [...this.active.values()].filter((run) => run.state === 'finishing');
+    if (finishing.length > 0) await this.waitForIdle(Math.min(5000, Math.max(1000, graceMs)));
+    this.metrics.setQueueDepthSource(undefined);
+    if (this.ownsPool) await this.pool.end().catch(() => undefined);
+    this.state = 'stopped';
+    this.logger.info({ handedBack: unfinished.length }, 'worker stopped');
+  }
+
+  private waitForIdle(timeoutMs: number): Promise<void> {
+    if (this.active.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiter = (): void => done();
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.idleWaiters.push(waiter);
+    });
+  }
+
+  /** Asks for a claim round; rounds never overlap, a request during one starts another. */
+  requestFetch(): void {
+    if (this.state !== 'running') return;
+    if (this.fetching) {
+      this.fetchAgain = true;
+      return;
+    }
+    this.fetching = this.fetchLoop().finally(() => {
+      this.fetching = undefined;
+    });
+  }
+
+  private async fetchLoop(): Promise<void> {
+    do {
+      this.fetchAgain = false;
+      const free = this.concurrency - this.active.size;
+      if (free <= 0 || this.state !== 'running') return;
+      let claimed: ClaimedJob[];
+      try {
+        claimed = await this.store.claim({
+          tasks: this.taskNames,
+          queues: this.queues,
+          limit: free,
+          leaseMs: this.leaseMs,
+          workerId: this.id,
+        });
+      } catch (err) {
+        this.logger.warn({ err: describeDbError(err, this.connectionString).message }, 'claim failed; will retry at the next poll');
+        return;
+      }
+      this.metrics.claims.inc({ result: claimed.length > 0 ? 'jobs' : 'empty' });
+      this.moreMayBeWaiting = claimed.length === free;
+      if (this.state !== 'running') {
+        await this.store.handBack(claimed.map((c) => ({ id: c.job.id, token: c.token }))).catch(() => undefined);
+        return;
+      }
+      for (const claim of claimed) this.startJob(claim);
+    } while (this.fetchAgain);
+  }
+
+  private startJob({ job, token }: ClaimedJob): void {
+    const logger = this.logger.child({ jobId: job.id, task: job.task, queue: job.queue, attempt: job.attempt });
+    const run = new JobRun(job, token, logger, performance.now());
+    this.active.set(job.id, run);
+    this.metrics.jobsRunning.set(this.active.size);
+    this.metrics.jobWait.observe(run.labels, Math.max(0, (job.startedAt.getTime() - job.runAt.getTime()) / 1000));
+    logger.debug('job started');
+    void this.execute(run).finally(() => this.release(run));
+  }
+
+  /** Forgets a run, frees its slot and, if more work may be waiting, fetches. */
+  private release(run: JobRun): void {
+    if (this.active.get(run.id) !== run) return;
+    this.active.delete(run.id);
+    this.metrics.jobsRunning.set(this.active.size);
+    if (this.active.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+    if (this.moreMayBeWaiting) this.requestFetch();
+  }
+
+  private async execute(run: JobRun): Promise<void> {
+    const { job } = run;
+    const task = this.tasks.get(job.task);
+    let failure: unknown;
+    let ok = false;
+    const t0 = performance.now();
+    try {
+      if (task === undefined) throw new SkiplockError(`no handler for task ${job.task}`);
+      await task.handler(job.payload as never, { job, signal: run.controller.signal, logger: run.logger, pool: this.pool });
+      ok = true;
+    } catch (err) {
+      failure = err;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    this.metrics.jobDuration.observe(run.labels, seconds);
+    if (run.state !== 'running') {
+      run.logger.warn({ durationMs: Math.round(seconds * 1000), state: run.state }, 'job ended after losing its claim; its result is discarded');
+      return;
+    }
+    run.state = 'finishing';
+    try {
+      if (ok) {
+        if (await this.store.complete(job.id, run.token)) {
+          this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
+          run.logger.info({ durationMs: Math.round(seconds * 1000) }, 'job succeeded');
+        } else {
+          this.leaseLost(run, 'complete');
+        }
+        return;
+      }
+      const message = describeFailure(failure);
+      const delayMs = backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
+      const status = await this.store.fail(job.id, run.token, delayMs, message);
+      if (status === undefined) {
+        this.leaseLost(run, 'fail');
+      } else if (status === 'queued') {
+        this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'retried' });
+        run.logger.warn({ err: message, retryInMs: delayMs }, 'job failed; will retry');
+      } else {
+        this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'failed' });
+        run.logger.error({ err: message }, 'job failed; no attempts left');
+      }
+    } catch (err) {
+      run.logger.error(
+        { err: describeDbError(err, this.connectionString).message },
+        'could not record the job result; it returns to the queue when its lease expires',
+      );
+    }
+  }
+
+  /** The lease went to someone else: drop the result, abort the handler, free the slot. */
+  private leaseLost(run: JobRun, detectedBy: 'heartbeat' | 'complete' | 'fail' | 'expiry'): void {
+    run.state = 'lost';
+    run.controller.abort(new JobAbortedError('lease_lost', `lease lost (detected by ${detectedBy})`));
+    this.metrics.leaseLosses.inc(run.labels);
+    this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'lease_lost' });
+    run.logger.warn({ detectedBy }, 'lease lost: the job was reaped, re-claimed or cancelled; this worker changes nothing');
+    this.release(run);
+  }
+
+  /** One statement renews every running job's lease; jobs not renewed are lost. */
+  private async renewLeases(): Promise<void> {
+    const runs = [...this.active.values()].filter((run) => run.state === 'running');
+    if (runs.length === 0) return;
+    const sentAt = performance.now();
+    let held: Set<string>;
+    try {
+      held = await this.store.renew(
+        runs.map((r) => ({ id: r.id, token: r.token })),
+        this.leaseMs,
+      );
+    } catch (err) {
+      // Could not reach the database: a lease we could not renew in time is gone.
+      for (const run of runs) {
+        if (run.state === 'running' && performance.now() - run.renewedAt > this.leaseMs) this.leaseLost(run, 'expiry');
+      }
+      throw err;
+    }
+    for (const run of runs) {
+      if (run.state !== 'running') continue;
+      if (held.has(run.id)) run.renewedAt = sentAt;
+      else this.leaseLost(run, 'heartbeat');
+    }
+  }
+}
+
+function describeFailure(err: unknown): string {
+  const text = err instanceof Error ? `${err.name}: ${err.message}` : `thrown: ${errorMessage(err)}`;
+  return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH)}…` : text;
+}
