@@ -24,6 +24,12 @@ CREATE TABLE {{schema}}.jobs (
   CONSTRAINT jobs_lease_check CHECK ((status = 'running') = (lease_token IS NOT NULL AND lease_expires_at IS NOT NULL)),
   CONSTRAINT jobs_queue_check CHECK (char_length(queue) BETWEEN 1 AND 128),
   CONSTRAINT jobs_task_check CHECK (char_length(task) BETWEEN 1 AND 128)
+) WITH (
+  -- Room on each page for HOT updates (lease renewals, status changes), and statistics and
+  -- vacuum kept fresh: a queue table churns through its rows all the time.
+  fillfactor = 90,
+  autovacuum_vacuum_scale_factor = 0.02,
+  autovacuum_analyze_scale_factor = 0.02
 );
 
 -- Serves the claim: only claimable rows are in it, in claim order.
@@ -32,3 +38,33 @@ CREATE INDEX jobs_claim_idx ON {{schema}}.jobs (priority, run_at, id) WHERE stat
 -- Serves the reaper. It indexes no column that the heartbeat writes (lease_expires_at),
 -- so lease renewals stay HOT updates.
 CREATE INDEX jobs_running_idx ON {{schema}}.jobs (id) WHERE status = 'running';
+
+-- The claim: one UPDATE over the first due rows in claim order, locked with SKIP LOCKED so
+-- that concurrent claimers take different rows without waiting on each other. It bumps the
+-- attempt and issues a fresh lease token, the fencing token of every later write.
+-- It is a function only to pin the plan: an ordered scan of jobs_claim_idx that stops after
+-- p_limit unlocked rows. With stale statistics (a queue that just grew by thousands of rows)
+-- the planner would otherwise sort every queued row on every claim.
+CREATE FUNCTION {{schema}}.claim_jobs(
+  p_tasks text[], p_queues text[], p_limit integer, p_lease_ms double precision, p_worker text
+) RETURNS SETOF {{schema}}.jobs
+LANGUAGE sql
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+  UPDATE {{schema}}.jobs AS j
+  SET status = 'running',
+      attempts = j.attempts + 1,
+      lease_token = gen_random_uuid(),
+      lease_expires_at = now() + p_lease_ms * interval '1 millisecond',
+      locked_by = p_worker,
+      started_at = now()
+  WHERE j.id = ANY (ARRAY(
+      SELECT c.id FROM {{schema}}.jobs AS c
+      WHERE c.status = 'queued' AND c.run_at <= now() AND c.task = ANY (p_tasks)
+        AND (p_queues IS NULL OR c.queue = ANY (p_queues))
+      ORDER BY c.priority, c.run_at, c.id
+      LIMIT p_limit
+      FOR UPDATE SKIP LOCKED))
+  RETURNING j.*
+$$;

@@ -20,43 +20,10 @@ SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,
 FROM ins;
 
 -- name: claim
--- $1 task names the worker has handlers for, $2 how many, $3 lease ms, $4 worker id.
-UPDATE {{schema}}.jobs AS j
-SET status = 'running',
-    attempts = j.attempts + 1,
-    lease_token = gen_random_uuid(),
-    lease_expires_at = now() + $3 * interval '1 millisecond',
-    locked_by = $4,
-    started_at = now()
-WHERE j.id = ANY (ARRAY(
-    SELECT c.id FROM {{schema}}.jobs AS c
-    WHERE c.status = 'queued' AND c.run_at <= now() AND c.task = ANY ($1::text[])
-    ORDER BY c.priority, c.run_at, c.id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED))
-  AND j.status = 'queued'
-RETURNING j.id, j.queue, j.task, j.payload, j.priority, j.run_at, j.attempts, j.max_attempts,
-          j.lease_token, j.created_at, j.started_at;
-
--- name: claimInQueues
--- As claim, restricted to the queues in $5.
-UPDATE {{schema}}.jobs AS j
-SET status = 'running',
-    attempts = j.attempts + 1,
-    lease_token = gen_random_uuid(),
-    lease_expires_at = now() + $3 * interval '1 millisecond',
-    locked_by = $4,
-    started_at = now()
-WHERE j.id = ANY (ARRAY(
-    SELECT c.id FROM {{schema}}.jobs AS c
-    WHERE c.status = 'queued' AND c.run_at <= now() AND c.task = ANY ($1::text[])
-      AND c.queue = ANY ($5::text[])
-    ORDER BY c.priority, c.run_at, c.id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED))
-  AND j.status = 'queued'
-RETURNING j.id, j.queue, j.task, j.payload, j.priority, j.run_at, j.attempts, j.max_attempts,
-          j.lease_token, j.created_at, j.started_at;
+-- $1 task names the worker has handlers for, $2 queues (NULL = all), $3 how many,
+-- $4 lease ms, $5 worker id. See claim_jobs in sql/migrations/0001_init.sql.
+SELECT id, queue, task, payload, priority, run_at, attempts, max_attempts, lease_token, created_at, started_at
+FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text);
 
 -- name: complete
 UPDATE {{schema}}.jobs

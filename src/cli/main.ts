@@ -12,7 +12,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const option of globalOptions()) program.addOption(option);
   for (const command of [migrateCommand(), enqueueCommand(), workerCommand()]) {
-    command.exitOverride();
+    command.exitOverride().configureHelp({ showGlobalOptions: true });
     program.addCommand(command);
   }
   program.addHelpText(

@@ -49,12 +49,10 @@ export class JobStore {
     leaseMs: number;
     workerId: string;
   }): Promise<ClaimedJob[]> {
-    const base = [params.tasks, params.limit, params.leaseMs, params.workerId];
-    const query =
-      params.queues === undefined
-        ? { ...this.queries.claim, values: base }
-        : { ...this.queries.claimInQueues, values: [...base, params.queues] };
-    const res = await this.pool.query<ClaimRow>(query);
+    const res = await this.pool.query<ClaimRow>({
+      ...this.queries.claim,
+      values: [params.tasks, params.queues ?? null, params.limit, params.leaseMs, params.workerId],
+    });
     return res.rows.map((row) => ({
       token: row.lease_token,
       job: {

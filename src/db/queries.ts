@@ -7,7 +7,6 @@ export const SQL_DIR = new URL(import.meta.url.includes('/dist/src/') ? '../../.
 export const QUERY_NAMES = [
   'enqueue',
   'claim',
-  'claimInQueues',
   'complete',
   'fail',
   'heartbeat',

@@ -1,0 +1,142 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Producer } from '../src/index.js';
+import { startCli } from './helpers/cli.js';
+import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { FIXTURE_TASKS, createLedger } from './helpers/ledger.js';
+
+/** Worker daemons in processes of their own, as `skiplock worker` runs them. */
+let db: TestSchema;
+let ledger: string;
+let producer: Producer;
+const children: Array<ReturnType<typeof startCli>> = [];
+
+beforeAll(async () => {
+  db = await createTestSchema('procs');
+  ledger = await createLedger(db);
+  producer = new Producer({ pool: db.pool, schema: db.schema });
+});
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await db.drop();
+});
+
+function startWorkerProcess(queue: string, extra: string[] = []): ReturnType<typeof startCli> {
+  const child = startCli(
+    [
+      'worker',
+      '--database-url',
+      db.connectionString,
+      '--schema',
+      db.schema,
+      '--tasks',
+      FIXTURE_TASKS,
+      '--queues',
+      queue,
+      '--metrics-port',
+      '0',
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
+    { env: { LEDGER_TABLE: ledger } },
+  );
+  children.push(child);
+  return child;
+}
+
+async function count(sql: string, values: unknown[] = []): Promise<number> {
+  const [row] = await db.rows<{ n: string }>(sql, values);
+  return Number(row?.n ?? 0);
+}
+
+describe('worker processes', () => {
+  it('8 worker processes drain 20,000 jobs: each runs exactly once, none lost', async () => {
+    const total = 20_000;
+    const jobs = Array.from({ length: total }, (_, i) => ({ task: 'ledger', queue: 'drain', payload: { i } }));
+    const { ids } = await producer.enqueueMany(jobs);
+    expect(ids).toHaveLength(total);
+    const started = Date.now();
+    const procs = Array.from({ length: 8 }, () => startWorkerProcess('drain', ['--concurrency', '4']));
+    await waitFor(
+      async () => (await count(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE queue = 'drain' AND status = 'succeeded'`)) === total || undefined,
+      240_000,
+      'all jobs to succeed',
+    );
+    const seconds = (Date.now() - started) / 1000;
+    for (const p of procs) p.kill('SIGTERM');
+    const results = await Promise.all(procs.map((p) => p.done));
+    expect(results.map((r) => r.code)).toEqual(Array(8).fill(0));
+
+    const byStatus = await db.rows<{ status: string; n: string }>(
+      `SELECT status, count(*) AS n FROM "${db.schema}".jobs WHERE queue = 'drain' GROUP BY status`,
+    );
+    expect(byStatus).toEqual([{ status: 'succeeded', n: String(total) }]);
+    expect(await count(`SELECT count(*) AS n FROM ${ledger}`)).toBe(total);
+    expect(await count(`SELECT count(DISTINCT job_id) AS n FROM ${ledger}`)).toBe(total);
+    expect(await count(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE queue = 'drain' AND attempts <> 1`)).toBe(0);
+    const pids = await count(`SELECT count(DISTINCT pid) AS n FROM ${ledger}`);
+    expect(pids).toBeGreaterThan(1); // the work really was shared
+    console.log(`drain: ${total} jobs, 8 processes x 4, ${seconds.toFixed(1)} s (${Math.round(total / seconds)} jobs/s), ${pids} processes did work`);
+  });
+
+  it('a job whose worker is SIGKILLed mid-run is reaped after the lease and completed by another worker', async () => {
+    const victim = startWorkerProcess('kill', ['--lease', '1500', '--reaper-interval', '200', '--poll-interval', '200']);
+    const id = await producer.enqueue('ledger', { ms: 60_000 }, { queue: 'kill', maxAttempts: 3 });
+    await waitFor(async () => (await count(`SELECT count(*) AS n FROM ${ledger} WHERE job_id = $1`, [id])) === 1 || undefined, 20_000, 'the job to start');
+    victim.kill('SIGKILL');
+    expect((await victim.done).signal).toBe('SIGKILL');
+    await db.pool.query(`UPDATE "${db.schema}".jobs SET payload = '{"ms": 10}' WHERE id = $1`, [id]);
+    const killedAt = Date.now();
+    const rescuer = startWorkerProcess('kill', ['--lease', '1500', '--reaper-interval', '200', '--poll-interval', '200']);
+    await waitFor(
+      async () => (await db.rows<{ status: string }>(`SELECT status FROM "${db.schema}".jobs WHERE id = $1`, [id]))[0]?.status === 'succeeded' || undefined,
+      30_000,
+      'the job to be rescued',
+    );
+    const [row] = await db.rows<{ attempts: number; last_error: string }>(`SELECT attempts, last_error FROM "${db.schema}".jobs WHERE id = $1`, [id]);
+    expect(row?.attempts).toBe(2);
+    expect(row?.last_error).toMatch(/^lease expired/);
+    const runs = await db.rows<{ pid: number }>(`SELECT pid FROM ${ledger} WHERE job_id = $1 ORDER BY started_at`, [id]);
+    expect(runs).toHaveLength(2);
+    expect(runs[0]?.pid).toBe(victim.pid);
+    expect(runs[1]?.pid).toBe(rescuer.pid);
+    console.log(`rescue: requeued and completed ${Date.now() - killedAt} ms after SIGKILL (lease 1500 ms)`);
+    rescuer.kill('SIGTERM');
+    expect((await rescuer.done).code).toBe(0);
+  });
+
+  it('SIGTERM during long jobs: exits 0 within the grace period and the jobs are queued again at once', async () => {
+    const worker = startWorkerProcess('term', ['--concurrency', '3', '--shutdown-grace', '1s', '--lease', '60s']);
+    const { ids } = await producer.enqueueMany(
+      Array.from({ length: 3 }, () => ({ task: 'ledger', queue: 'term', payload: { ms: 120_000, honourSignal: false } })),
+    );
+    await waitFor(async () => (await count(`SELECT count(*) AS n FROM ${ledger} WHERE job_id = ANY($1)`, [ids])) === 3 || undefined, 20_000, 'jobs to start');
+    const sentAt = Date.now();
+    worker.kill('SIGTERM');
+    const result = await worker.done;
+    const tookMs = Date.now() - sentAt;
+    expect(result.code).toBe(0);
+    expect(tookMs).toBeLessThan(10_000); // grace 1 s; the lease (60 s) played no part
+    const rows = await db.rows<{ status: string; attempts: number; lease_token: string | null }>(
+      `SELECT status, attempts, lease_token FROM "${db.schema}".jobs WHERE id = ANY($1)`,
+      [ids],
+    );
+    expect(rows).toEqual(Array(3).fill({ status: 'queued', attempts: 0, lease_token: null }));
+    console.log(`shutdown: exit 0 in ${tookMs} ms with grace 1000 ms; 3 jobs handed back`);
+  });
+
+  it('a second signal exits at once', async () => {
+    const worker = startWorkerProcess('term2', ['--shutdown-grace', '60s']);
+    const id = await producer.enqueue('ledger', { ms: 120_000, honourSignal: false }, { queue: 'term2' });
+    await waitFor(async () => (await count(`SELECT count(*) AS n FROM ${ledger} WHERE job_id = $1`, [id])) === 1 || undefined, 20_000, 'job to start');
+    worker.kill('SIGTERM');
+    await delay(300);
+    const sentAt = Date.now();
+    worker.kill('SIGINT');
+    const result = await worker.done;
+    expect(result.code).not.toBe(0);
+    expect(Date.now() - sentAt).toBeLessThan(5000);
+  });
+});

@@ -1,0 +1,268 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobStore } from '../src/db/jobstore.js';
+import { loadQueries } from '../src/db/queries.js';
+import { Metrics, Producer, type TaskHandler, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
+import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+
+let db: TestSchema;
+let producer: Producer;
+const workers: Worker[] = [];
+
+beforeAll(async () => {
+  db = await createTestSchema('worker');
+  producer = new Producer({ pool: db.pool, schema: db.schema });
+});
+
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await db.drop();
+});
+
+function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
+  const worker = new Worker({
+    connectionString: db.connectionString,
+    schema: db.schema,
+    tasks,
+    pollIntervalMs: 200,
+    leaseMs: 5000,
+    reaperIntervalMs: 200,
+    ...options,
+  });
+  workers.push(worker);
+  return worker.start().then(() => worker);
+}
+
+async function job(id: string): Promise<{ status: string; attempts: number; last_error: string | null; locked_by: string }> {
+  const [row] = await db.rows<{ status: string; attempts: number; last_error: string | null; locked_by: string }>(
+    `SELECT status, attempts, last_error, locked_by FROM "${db.schema}".jobs WHERE id = $1`,
+    [id],
+  );
+  if (!row) throw new Error(`no job ${id}`);
+  return row;
+}
+
+function waitStatus(id: string, status: string, timeoutMs = 20_000): Promise<true> {
+  return waitFor(async () => (await job(id)).status === status || undefined, timeoutMs, `job ${id} to be ${status}`);
+}
+
+describe('worker', () => {
+  it('wakes on NOTIFY well before the poll interval', async () => {
+    const started: number[] = [];
+    const worker = await startWorker({ 'wake-up': () => void started.push(Date.now()) }, { pollIntervalMs: 60_000, queues: ['wake'] });
+    await delay(300); // the first fetch at start has run and found nothing
+    const enqueuedAt = Date.now();
+    await producer.enqueue('wake-up', {}, { queue: 'wake' });
+    const startedAt = await waitFor(async () => started[0], 10_000, 'the handler to start');
+    expect(startedAt - enqueuedAt).toBeLessThan(5000); // the only other path is the 60 s poll
+    const notified = (await worker.metrics.registry.getSingleMetricAsString('skiplock_notifications_total')).match(/ (\d+)$/m);
+    expect(Number(notified?.[1])).toBeGreaterThanOrEqual(1);
+    await worker.stop();
+  });
+
+  it('runs a job enqueued in a committed transaction, and never sees one rolled back', async () => {
+    const seen: string[] = [];
+    const worker = await startWorker({ 'tx-job': (p: { tag: string }) => void seen.push(p.tag) }, { queues: ['tx'] });
+    const listener = new pg.Client({ connectionString: db.connectionString });
+    await listener.connect();
+    const notes: string[] = [];
+    listener.on('notification', (n) => notes.push(n.channel));
+    await listener.query(`LISTEN "${db.schema}_jobs"`);
+
+    const client = await db.pool.connect();
+    await client.query('BEGIN');
+    const rolledBack = await producer.enqueue('tx-job', { tag: 'rolled-back' }, { client, queue: 'tx' });
+    await client.query('ROLLBACK');
+    await delay(500);
+    expect(notes).toEqual([]);
+    expect(await db.rows(`SELECT 1 FROM "${db.schema}".jobs WHERE id = $1`, [rolledBack])).toHaveLength(0);
+
+    await client.query('BEGIN');
+    const committed = await producer.enqueue('tx-job', { tag: 'committed' }, { client, queue: 'tx' });
+    await delay(300);
+    expect(notes).toEqual([]); // not before commit
+    await client.query('COMMIT');
+    client.release();
+    await waitStatus(committed, 'succeeded');
+    expect(notes).toHaveLength(1);
+    expect(seen).toEqual(['committed']);
+    await listener.end();
+    await worker.stop();
+  });
+
+  it('sends one NOTIFY per bulk enqueue, not one per job', async () => {
+    const listener = new pg.Client({ connectionString: db.connectionString });
+    await listener.connect();
+    const notes: string[] = [];
+    listener.on('notification', (n) => notes.push(n.payload ?? ''));
+    await listener.query(`LISTEN "${db.schema}_jobs"`);
+    const { ids } = await producer.enqueueMany(
+      Array.from({ length: 1000 }, (_, i) => ({ task: 'nobody-runs-this', payload: { i }, queue: 'bulk' })),
+    );
+    expect(ids).toHaveLength(1000);
+    expect(new Set(ids).size).toBe(1000);
+    await delay(300);
+    expect(notes).toEqual(['1000']);
+    // Delayed jobs need no wake-up.
+    await producer.enqueueMany([{ task: 'nobody-runs-this', queue: 'bulk', delay: 60_000 }]);
+    await delay(300);
+    expect(notes).toEqual(['1000']);
+    await listener.end();
+  });
+
+  it('retries with backoff: fails twice then succeeds with attempts = 3', async () => {
+    const flaky: TaskHandler = (_payload, ctx) => {
+      if (ctx.job.attempt < 3) throw new Error(`boom ${ctx.job.attempt}`);
+    };
+    const worker = await startWorker(
+      { flaky: { handler: flaky, options: { backoff: { baseMs: 20, maxMs: 100, jitter: 0 } } } },
+      { queues: ['retry'] },
+    );
+    const id = await producer.enqueue('flaky', {}, { queue: 'retry', maxAttempts: 5 });
+    await waitStatus(id, 'succeeded');
+    const row = await job(id);
+    expect(row.attempts).toBe(3);
+    expect(row.last_error).toBe('Error: boom 2');
+    await worker.stop();
+  });
+
+  it('fails a job that always throws at max attempts and keeps its last error', async () => {
+    const worker = await startWorker(
+      {
+        doomed: {
+          handler: (_p: unknown, ctx) => Promise.reject(new TypeError(`nope ${ctx.job.attempt}`)),
+          options: { backoff: { baseMs: 10, maxMs: 10 } },
+        },
+      },
+      { queues: ['doomed'] },
+    );
+    const id = await producer.enqueue('doomed', {}, { queue: 'doomed', maxAttempts: 3 });
+    await waitStatus(id, 'failed');
+    const row = await job(id);
+    expect(row.attempts).toBe(3);
+    expect(row.last_error).toBe('TypeError: nope 3');
+    const text = await worker.metrics.registry.getSingleMetricAsString('skiplock_jobs_completed_total');
+    expect(text).toContain('outcome="retried"} 2');
+    expect(text).toContain('outcome="failed"} 1');
+    await worker.stop();
+  });
+
+  it('never claims jobs of tasks or queues it has no handler for', async () => {
+    const ran: string[] = [];
+    const worker = await startWorker({ mine: (p: { q: string }) => void ran.push(p.q) }, { queues: ['mine-q'] });
+    const other = await producer.enqueue('not-mine', {}, { queue: 'mine-q' });
+    const otherQueue = await producer.enqueue('mine', { q: 'elsewhere' }, { queue: 'elsewhere' });
+    const ok = await producer.enqueue('mine', { q: 'mine-q' }, { queue: 'mine-q' });
+    await waitStatus(ok, 'succeeded');
+    await delay(500);
+    expect((await job(other)).status).toBe('queued');
+    expect((await job(otherQueue)).status).toBe('queued');
+    expect(ran).toEqual(['mine-q']);
+    await worker.stop();
+  });
+
+  it('fences a worker whose lease expired and was re-claimed: its writes change nothing', async () => {
+    // Worker A takes the job and hangs; its heartbeat is too slow to save the lease.
+    let releaseA: (outcome: 'resolve' | 'reject') => void = () => undefined;
+    const aStarted = new Promise<void>((resolveStarted) => {
+      void startWorker(
+        {
+          fenced: () =>
+            new Promise<void>((resolve, reject) => {
+              releaseA = (outcome) => (outcome === 'resolve' ? resolve() : reject(new Error('late failure')));
+              resolveStarted();
+            }),
+        },
+        { queues: ['fence'], concurrency: 1, leaseMs: 60_000, heartbeatIntervalMs: 59_000, reaperIntervalMs: 0, workerId: 'worker-a' },
+      );
+    });
+    const id = await producer.enqueue('fenced', {}, { queue: 'fence', maxAttempts: 5 });
+    await aStarted;
+    const [claimA] = await db.rows<{ lease_token: string }>(`SELECT lease_token FROM "${db.schema}".jobs WHERE id = $1`, [id]);
+    // Expire A's lease by the database clock; B's reaper requeues it and B re-claims it.
+    let releaseB: () => void = () => undefined;
+    const bStarted = new Promise<void>((resolveStarted) => {
+      void startWorker(
+        {
+          fenced: () =>
+            new Promise<void>((resolve) => {
+              releaseB = resolve;
+              resolveStarted();
+            }),
+        },
+        { queues: ['fence'], workerId: 'worker-b', reaperIntervalMs: 50 },
+      );
+    });
+    await db.pool.query(`UPDATE "${db.schema}".jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, [id]);
+    await bStarted;
+    expect(await job(id)).toMatchObject({ status: 'running', attempts: 2, locked_by: 'worker-b' });
+
+    // A's stale writes, straight through the store, touch no row.
+    const store = new JobStore(db.pool, loadQueries(db.schema));
+    expect(await store.complete(id, claimA!.lease_token)).toBe(false);
+    expect(await store.fail(id, claimA!.lease_token, 0, 'stale')).toBeUndefined();
+    expect(await store.renew([{ id, token: claimA!.lease_token }], 60_000)).toEqual(new Set());
+    expect(await store.handBack([{ id, token: claimA!.lease_token }])).toEqual(new Set());
+    // A's handler now finishes: A's completion is refused and counted as a lease loss.
+    releaseA('resolve');
+    const workerA = workers.find((w) => w.id === 'worker-a')!;
+    await waitFor(async () => /task="fenced"} 1/.test(await workerA.metrics.registry.getSingleMetricAsString('skiplock_lease_losses_total')) || undefined);
+    expect(await job(id)).toMatchObject({ status: 'running', attempts: 2, locked_by: 'worker-b' });
+    // Only the second attempt's result stands.
+    releaseB();
+    await waitStatus(id, 'succeeded');
+    expect(await job(id)).toMatchObject({ status: 'succeeded', attempts: 2, locked_by: 'worker-b', last_error: 'lease expired (worker worker-a)' });
+    await workerA.stop();
+  });
+
+  it('aborts the handler when a heartbeat finds the lease gone', async () => {
+    let signal: AbortSignal | undefined;
+    const worker = await startWorker(
+      {
+        held: (_p: unknown, ctx) => {
+          signal = ctx.signal;
+          return delay(60_000, undefined, { signal: ctx.signal });
+        },
+      },
+      { queues: ['held'], leaseMs: 2000, heartbeatIntervalMs: 100 },
+    );
+    const id = await producer.enqueue('held', {}, { queue: 'held' });
+    await waitFor(async () => signal);
+    await delay(300);
+    expect(signal!.aborted).toBe(false); // heartbeats keep the lease
+    // Someone else takes the job over (as a re-claim would): a new token.
+    await db.pool.query(`UPDATE "${db.schema}".jobs SET lease_token = gen_random_uuid() WHERE id = $1`, [id]);
+    await waitFor(async () => signal!.aborted || undefined, 5000, 'the handler to be aborted');
+    expect(String((signal!.reason as Error).message)).toContain('lease lost');
+    expect((await job(id)).status).toBe('running'); // the stale worker wrote nothing
+    expect(worker.runningCount).toBe(0); // and freed its slot
+    await worker.stop();
+  });
+
+  it('serves every listed metric with plausible values after some work', async () => {
+    const metrics = new Metrics();
+    const worker = await startWorker({ measured: () => delay(5) }, { queues: ['metrics'], metrics });
+    const { ids } = await producer.enqueueMany(Array.from({ length: 20 }, () => ({ task: 'measured', queue: 'metrics' })));
+    await waitFor(async () => {
+      const rows = await db.rows<{ n: string }>(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE id = ANY($1) AND status = 'succeeded'`, [ids]);
+      return rows[0]?.n === '20' || undefined;
+    });
+    const text = await metrics.text();
+    expect(text).toContain('skiplock_jobs_completed_total{queue="metrics",task="measured",outcome="succeeded"} 20');
+    expect(text).toContain('skiplock_job_duration_seconds_count{queue="metrics",task="measured"} 20');
+    expect(text).toContain('skiplock_job_wait_seconds_count{queue="metrics",task="measured"} 20');
+    expect(text).toMatch(/skiplock_jobs_running \d+/);
+    expect(text).toMatch(/skiplock_queue_depth\{queue="metrics",status="succeeded"\} 20/);
+    for (const name of [
+      'skiplock_lease_losses_total',
+      'skiplock_reaper_jobs_total',
+      'skiplock_notify_reconnects_total',
+      'skiplock_process_cpu_seconds_total',
+      'skiplock_nodejs_heap_size_used_bytes',
+    ]) {
+      expect(text).toContain(`# TYPE ${name}`);
+    }
+    await worker.stop();
+  });
+});
