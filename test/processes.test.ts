@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../src/index.js';
@@ -51,7 +52,50 @@ async function count(sql: string, values: unknown[] = []): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
 describe('worker processes', () => {
+  it('serves /metrics and /healthz on 127.0.0.1 with the job metrics after some work', async () => {
+    const port = await freePort();
+    const worker = startWorkerProcess('scrape', ['--metrics-port', String(port)]);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok, 20_000, 'the worker to serve /healthz');
+    const { ids } = await producer.enqueueMany(Array.from({ length: 50 }, (_, i) => ({ task: 'ledger', queue: 'scrape', payload: { i } })));
+    await waitFor(
+      async () => (await count(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE id = ANY($1) AND status = 'succeeded'`, [ids])) === 50 || undefined,
+      30_000,
+      'jobs to succeed',
+    );
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ ok: true, state: 'running', listening: true });
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const value = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? NaN);
+    expect(value(/^skiplock_jobs_completed_total\{queue="scrape",task="ledger",outcome="succeeded"\} (\d+)$/m)).toBe(50);
+    expect(value(/^skiplock_job_duration_seconds_count\{queue="scrape",task="ledger"\} (\d+)$/m)).toBe(50);
+    expect(value(/^skiplock_job_duration_seconds_sum\{queue="scrape",task="ledger"\} ([\d.e-]+)$/m)).toBeGreaterThan(0);
+    expect(value(/^skiplock_job_wait_seconds_count\{queue="scrape",task="ledger"\} (\d+)$/m)).toBe(50);
+    expect(value(/^skiplock_jobs_running (\d+)$/m)).toBe(0);
+    expect(value(/^skiplock_queue_depth\{queue="scrape",status="succeeded"\} (\d+)$/m)).toBe(50);
+    expect(value(/^skiplock_notifications_total (\d+)$/m)).toBeGreaterThanOrEqual(1);
+    for (const name of ['skiplock_lease_losses_total', 'skiplock_reaper_jobs_total', 'skiplock_notify_reconnects_total', 'skiplock_process_resident_memory_bytes']) {
+      expect(text).toContain(`# TYPE ${name} `);
+    }
+    expect((await fetch(`http://127.0.0.1:${port}/nope`)).status).toBe(404);
+    worker.kill('SIGTERM');
+    expect((await worker.done).code).toBe(0);
+  });
+
   it('8 worker processes drain 20,000 jobs: each runs exactly once, none lost', async () => {
     const total = 20_000;
     const jobs = Array.from({ length: total }, (_, i) => ({ task: 'ledger', queue: 'drain', payload: { i } }));

@@ -214,6 +214,7 @@ describe('worker', () => {
     await waitStatus(id, 'succeeded');
     expect(await job(id)).toMatchObject({ status: 'succeeded', attempts: 2, locked_by: 'worker-b', last_error: 'lease expired (worker worker-a)' });
     await workerA.stop();
+    await workers.find((w) => w.id === 'worker-b')!.stop();
   });
 
   it('aborts the handler when a heartbeat finds the lease gone', async () => {
@@ -237,6 +238,42 @@ describe('worker', () => {
     expect(String((signal!.reason as Error).message)).toContain('lease lost');
     expect((await job(id)).status).toBe('running'); // the stale worker wrote nothing
     expect(worker.runningCount).toBe(0); // and freed its slot
+    await worker.stop();
+  });
+
+  it('after the listener connection is killed, reconnects and fetches at once', async () => {
+    const ran: string[] = [];
+    const worker = await startWorker({ reconnecting: (p: { n: string }) => void ran.push(p.n) }, { pollIntervalMs: 60_000, queues: ['reconnect'] });
+    await delay(200);
+    const killed = await db.rows<{ ok: boolean }>(
+      `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1`,
+      [`skiplock listener ${worker.id}`],
+    );
+    expect(killed).toEqual([{ ok: true }]);
+    // Enqueued while the listener is down: its NOTIFY is lost, the fetch after reconnecting finds it.
+    await producer.enqueue('reconnecting', { n: 'missed' }, { queue: 'reconnect' });
+    await waitFor(async () => ran.includes('missed') || undefined, 10_000, 'the missed job to run');
+    const reconnects = await worker.metrics.registry.getSingleMetricAsString('skiplock_notify_reconnects_total');
+    expect(reconnects).toMatch(/skiplock_notify_reconnects_total 1$/m);
+    // And NOTIFY works again.
+    await producer.enqueue('reconnecting', { n: 'after' }, { queue: 'reconnect' });
+    await waitFor(async () => ran.includes('after') || undefined, 10_000, 'the next job to run');
+    await worker.stop();
+  });
+
+  it('shrugs off junk and oversized payloads on its channel', async () => {
+    const ran: string[] = [];
+    const worker = await startWorker({ junk: () => void ran.push('ok') }, { pollIntervalMs: 60_000, queues: ['junk'] });
+    await db.pool.query('SELECT pg_notify($1, $2), pg_notify($1, $3), pg_notify($1, $4)', [
+      `${db.schema}_jobs`,
+      '{not json',
+      'x'.repeat(7999),
+      '',
+    ]);
+    await delay(200);
+    await producer.enqueue('junk', {}, { queue: 'junk' });
+    await waitFor(async () => ran.length === 1 || undefined, 10_000, 'the job to run');
+    expect(worker.isRunning).toBe(true);
     await worker.stop();
   });
 

@@ -142,7 +142,7 @@ export class Worker {
       const connection: pg.ClientConfig =
         options.connectionString !== undefined ? { connectionString: options.connectionString } : { ...(options.pool?.options ?? {}) };
       this.listener = new Listener({
-        connection: { ...connection, application_name: 'skiplock listener' },
+        connection: { ...connection, application_name: `skiplock listener ${this.id}`.slice(0, 63) },
         channel: channelFor(this.schema),
         logger: this.logger,
         onNotify: () => {
