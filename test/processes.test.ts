@@ -127,7 +127,7 @@ describe('worker processes', () => {
 
   it('a job whose worker is SIGKILLed mid-run is reaped after the lease and completed by another worker', async () => {
     const victim = startWorkerProcess('kill', ['--lease', '1500', '--reaper-interval', '200', '--poll-interval', '200']);
-    const id = await producer.enqueue('ledger', { ms: 60_000 }, { queue: 'kill', maxAttempts: 3 });
+    const { id } = await producer.enqueue('ledger', { ms: 60_000 }, { queue: 'kill', maxAttempts: 3 });
     await waitFor(async () => (await count(`SELECT count(*) AS n FROM ${ledger} WHERE job_id = $1`, [id])) === 1 || undefined, 20_000, 'the job to start');
     victim.kill('SIGKILL');
     expect((await victim.done).signal).toBe('SIGKILL');
@@ -173,7 +173,7 @@ describe('worker processes', () => {
 
   it('a second signal exits at once', async () => {
     const worker = startWorkerProcess('term2', ['--shutdown-grace', '60s']);
-    const id = await producer.enqueue('ledger', { ms: 120_000, honourSignal: false }, { queue: 'term2' });
+    const { id } = await producer.enqueue('ledger', { ms: 120_000, honourSignal: false }, { queue: 'term2' });
     await waitFor(async () => (await count(`SELECT count(*) AS n FROM ${ledger} WHERE job_id = $1`, [id])) === 1 || undefined, 20_000, 'job to start');
     worker.kill('SIGTERM');
     await delay(300);

@@ -63,6 +63,10 @@ describe('job specs', () => {
       runAt: null,
       delayMs: 0,
       maxAttempts: 25,
+      dedupeKey: null,
+      concurrencyKey: null,
+      concurrencyLimit: null,
+      timeoutMs: null,
     });
   });
 
@@ -75,6 +79,19 @@ describe('job specs', () => {
     expect(() => normalizeJob({ task: 't', payload: { n: 1n } })).toThrow(/JSON/);
     expect(() => normalizeJob({ task: 't', payload: 'a\u0000b' })).toThrow(/u0000/);
     expect(() => normalizeJob({ task: 't', colour: 'red' } as never)).toThrow(/unknown job field "colour"/);
+  });
+
+  it('checks keys, limits, timeouts and the payload size', () => {
+    expect(normalizeJob({ task: 't', concurrencyKey: 'k' }).concurrencyLimit).toBe(1);
+    expect(normalizeJob({ task: 't', concurrencyKey: 'k', concurrencyLimit: 3 }).concurrencyLimit).toBe(3);
+    expect(() => normalizeJob({ task: 't', concurrencyLimit: 3 })).toThrow(/needs a concurrencyKey/);
+    expect(() => normalizeJob({ task: 't', concurrencyKey: 'k', concurrencyLimit: 0 })).toThrow(/concurrencyLimit/);
+    expect(() => normalizeJob({ task: 't', dedupeKey: '' })).toThrow(/dedupeKey/);
+    expect(normalizeJob({ task: 't', timeout: '30s' }).timeoutMs).toBe(30_000);
+    expect(() => normalizeJob({ task: 't', timeout: 2 ** 31 })).toThrow(/timeout/);
+    expect(() => normalizeJob({ task: 't', timeout: 0 })).toThrow(/timeout/);
+    expect(() => normalizeJob({ task: 't', payload: 'x'.repeat(100) }, { maxPayloadBytes: 50 })).toThrow(/over the limit of 50/);
+    expect(normalizeJob({ task: 't', payload: 'x'.repeat(40) }, { maxPayloadBytes: 50 }).payload).toHaveLength(42);
   });
 
   it('reads delays as durations', () => {

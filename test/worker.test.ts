@@ -72,14 +72,14 @@ describe('worker', () => {
 
     const client = await db.pool.connect();
     await client.query('BEGIN');
-    const rolledBack = await producer.enqueue('tx-job', { tag: 'rolled-back' }, { client, queue: 'tx' });
+    const { id: rolledBack } = await producer.enqueue('tx-job', { tag: 'rolled-back' }, { client, queue: 'tx' });
     await client.query('ROLLBACK');
     await delay(500);
     expect(notes).toEqual([]);
     expect(await db.rows(`SELECT 1 FROM "${db.schema}".jobs WHERE id = $1`, [rolledBack])).toHaveLength(0);
 
     await client.query('BEGIN');
-    const committed = await producer.enqueue('tx-job', { tag: 'committed' }, { client, queue: 'tx' });
+    const { id: committed } = await producer.enqueue('tx-job', { tag: 'committed' }, { client, queue: 'tx' });
     await delay(300);
     expect(notes).toEqual([]); // not before commit
     await client.query('COMMIT');
@@ -119,7 +119,7 @@ describe('worker', () => {
       { flaky: { handler: flaky, options: { backoff: { baseMs: 20, maxMs: 100, jitter: 0 } } } },
       { queues: ['retry'] },
     );
-    const id = await producer.enqueue('flaky', {}, { queue: 'retry', maxAttempts: 5 });
+    const { id } = await producer.enqueue('flaky', {}, { queue: 'retry', maxAttempts: 5 });
     await waitStatus(id, 'succeeded');
     const row = await job(id);
     expect(row.attempts).toBe(3);
@@ -137,7 +137,7 @@ describe('worker', () => {
       },
       { queues: ['doomed'] },
     );
-    const id = await producer.enqueue('doomed', {}, { queue: 'doomed', maxAttempts: 3 });
+    const { id } = await producer.enqueue('doomed', {}, { queue: 'doomed', maxAttempts: 3 });
     await waitStatus(id, 'failed');
     const row = await job(id);
     expect(row.attempts).toBe(3);
@@ -151,9 +151,9 @@ describe('worker', () => {
   it('never claims jobs of tasks or queues it has no handler for', async () => {
     const ran: string[] = [];
     const worker = await startWorker({ mine: (p: { q: string }) => void ran.push(p.q) }, { queues: ['mine-q'] });
-    const other = await producer.enqueue('not-mine', {}, { queue: 'mine-q' });
-    const otherQueue = await producer.enqueue('mine', { q: 'elsewhere' }, { queue: 'elsewhere' });
-    const ok = await producer.enqueue('mine', { q: 'mine-q' }, { queue: 'mine-q' });
+    const { id: other } = await producer.enqueue('not-mine', {}, { queue: 'mine-q' });
+    const { id: otherQueue } = await producer.enqueue('mine', { q: 'elsewhere' }, { queue: 'elsewhere' });
+    const { id: ok } = await producer.enqueue('mine', { q: 'mine-q' }, { queue: 'mine-q' });
     await waitStatus(ok, 'succeeded');
     await delay(500);
     expect((await job(other)).status).toBe('queued');
@@ -177,7 +177,7 @@ describe('worker', () => {
         { queues: ['fence'], concurrency: 1, leaseMs: 60_000, heartbeatIntervalMs: 59_000, reaperIntervalMs: 0, workerId: 'worker-a' },
       );
     });
-    const id = await producer.enqueue('fenced', {}, { queue: 'fence', maxAttempts: 5 });
+    const { id } = await producer.enqueue('fenced', {}, { queue: 'fence', maxAttempts: 5 });
     await aStarted;
     const [claimA] = await db.rows<{ lease_token: string }>(`SELECT lease_token FROM "${db.schema}".jobs WHERE id = $1`, [id]);
     // Expire A's lease by the database clock; B's reaper requeues it and B re-claims it.
@@ -202,7 +202,7 @@ describe('worker', () => {
     const store = new JobStore(db.pool, loadQueries(db.schema));
     expect(await store.complete(id, claimA!.lease_token)).toBe(false);
     expect(await store.fail(id, claimA!.lease_token, 0, 'stale')).toBeUndefined();
-    expect(await store.renew([{ id, token: claimA!.lease_token }], 60_000)).toEqual(new Set());
+    expect((await store.renew([{ id, token: claimA!.lease_token }], 60_000)).get(id)).toBe('running'); // not renewed
     expect(await store.handBack([{ id, token: claimA!.lease_token }])).toEqual(new Set());
     // A's handler now finishes: A's completion is refused and counted as a lease loss.
     releaseA('resolve');
@@ -228,7 +228,7 @@ describe('worker', () => {
       },
       { queues: ['held'], leaseMs: 2000, heartbeatIntervalMs: 100 },
     );
-    const id = await producer.enqueue('held', {}, { queue: 'held' });
+    const { id } = await producer.enqueue('held', {}, { queue: 'held' });
     await waitFor(async () => signal);
     await delay(300);
     expect(signal!.aborted).toBe(false); // heartbeats keep the lease

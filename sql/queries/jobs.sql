@@ -6,23 +6,56 @@
 -- Inserts many jobs in one statement and sends one NOTIFY for the whole statement
 -- (none when every job is delayed; inside a caller's transaction it is delivered at commit).
 WITH ins AS (
-  INSERT INTO {{schema}}.jobs (queue, task, payload, priority, run_at, max_attempts)
+  INSERT INTO {{schema}}.jobs (queue, task, payload, priority, run_at, max_attempts,
+                               concurrency_key, concurrency_limit, timeout_ms)
   SELECT j.queue, j.task, j.payload, j.priority,
          coalesce(j.run_at, now() + j.delay_ms * interval '1 millisecond'),
-         j.max_attempts
-  FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[], $6::float8[], $7::int[])
-       WITH ORDINALITY AS j(queue, task, payload, priority, run_at, delay_ms, max_attempts, ord)
+         j.max_attempts, j.concurrency_key, j.concurrency_limit, j.timeout_ms
+  FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[], $6::float8[], $7::int[],
+              $8::text[], $9::int[], $10::int[])
+       WITH ORDINALITY AS j(queue, task, payload, priority, run_at, delay_ms, max_attempts,
+                            concurrency_key, concurrency_limit, timeout_ms, ord)
   ORDER BY j.ord
   RETURNING id, run_at
 )
 SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,
-       CASE WHEN bool_or(run_at <= now()) THEN pg_notify($8, count(*)::text) END AS notified
+       CASE WHEN bool_or(run_at <= now()) THEN pg_notify($11, count(*)::text) END AS notified
 FROM ins;
+
+-- name: enqueueDedupe
+-- As enqueue, for jobs that may carry dedupe keys: a job whose key is already queued or
+-- running (or earlier in the same statement) is not inserted; the caller looks it up.
+-- Ids come back in insertion order, which is input order.
+WITH ins AS (
+  INSERT INTO {{schema}}.jobs (queue, task, payload, priority, run_at, max_attempts,
+                               concurrency_key, concurrency_limit, timeout_ms, dedupe_key)
+  SELECT j.queue, j.task, j.payload, j.priority,
+         coalesce(j.run_at, now() + j.delay_ms * interval '1 millisecond'),
+         j.max_attempts, j.concurrency_key, j.concurrency_limit, j.timeout_ms, j.dedupe_key
+  FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[], $6::float8[], $7::int[],
+              $8::text[], $9::int[], $10::int[], $12::text[])
+       WITH ORDINALITY AS j(queue, task, payload, priority, run_at, delay_ms, max_attempts,
+                            concurrency_key, concurrency_limit, timeout_ms, dedupe_key, ord)
+  ORDER BY j.ord
+  ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
+  RETURNING id, run_at, dedupe_key
+)
+SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,
+       coalesce(array_agg(dedupe_key ORDER BY id), '{}') AS keys,
+       CASE WHEN bool_or(run_at <= now()) THEN pg_notify($11, count(*)::text) END AS notified
+FROM ins;
+
+-- name: findByDedupeKey
+-- The queued or running job holding each of these dedupe keys.
+SELECT id, dedupe_key
+FROM {{schema}}.jobs
+WHERE dedupe_key = ANY ($1::text[]) AND status IN ('queued', 'running');
 
 -- name: claim
 -- $1 task names the worker has handlers for, $2 queues (NULL = all), $3 how many,
--- $4 lease ms, $5 worker id. See claim_jobs in sql/migrations/0001_init.sql.
-SELECT id, queue, task, payload, priority, run_at, attempts, max_attempts, lease_token, created_at, started_at
+-- $4 lease ms, $5 worker id. See claim_jobs in sql/migrations/0002_keys_and_timeouts.sql.
+SELECT id, queue, task, payload, priority, run_at, attempts, max_attempts, lease_token, created_at, started_at,
+       timeout_ms, dedupe_key, concurrency_key
 FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text);
 
 -- name: complete
@@ -42,13 +75,20 @@ WHERE id = $1 AND lease_token = $2 AND status = 'running'
 RETURNING status, run_at;
 
 -- name: heartbeat
--- Renews the leases of all of one worker's running jobs; a job missing from the result
--- is no longer this worker's (reaped, re-claimed or cancelled).
-UPDATE {{schema}}.jobs AS j
-SET lease_expires_at = now() + $3 * interval '1 millisecond'
-FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)
-WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
-RETURNING j.id;
+-- Renews the leases of all of one worker's running jobs. Returns one row per job asked
+-- about: held = false when the job is no longer this worker's, with its status now
+-- (cancelled, or reaped/re-claimed).
+WITH renewed AS (
+  UPDATE {{schema}}.jobs AS j
+  SET lease_expires_at = now() + $3 * interval '1 millisecond'
+  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)
+  WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+  RETURNING j.id
+)
+SELECT h.id, r.id IS NOT NULL AS held, cur.status
+FROM unnest($1::bigint[]) AS h(id)
+LEFT JOIN renewed AS r ON r.id = h.id
+LEFT JOIN {{schema}}.jobs AS cur ON cur.id = h.id AND r.id IS NULL;
 
 -- name: handBack
 -- Graceful shutdown: unfinished jobs go back to the queue at once, without using up an attempt.
@@ -82,6 +122,35 @@ GROUP BY queue, status;
 
 -- name: getJob
 SELECT id, queue, task, payload, status, priority, run_at, attempts, max_attempts,
-       lease_expires_at, locked_by, last_error, created_at, started_at, finished_at
+       lease_expires_at, locked_by, last_error, created_at, started_at, finished_at,
+       dedupe_key, concurrency_key, concurrency_limit, timeout_ms
 FROM {{schema}}.jobs
 WHERE id = $1;
+
+-- name: cancel
+-- queued|running -> cancelled. A running job's worker finds out at its next heartbeat.
+WITH target AS (
+  SELECT id, status FROM {{schema}}.jobs WHERE id = $1 FOR UPDATE
+), changed AS (
+  UPDATE {{schema}}.jobs AS j
+  SET status = 'cancelled', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+  FROM target AS t
+  WHERE j.id = t.id AND t.status IN ('queued', 'running')
+  RETURNING j.id
+)
+SELECT t.status AS previous, (SELECT count(*) FROM changed) = 1 AS changed FROM target AS t;
+
+-- name: retry
+-- failed|cancelled -> queued, with a fresh set of attempts, due now.
+WITH target AS (
+  SELECT id, status FROM {{schema}}.jobs WHERE id = $1 FOR UPDATE
+), changed AS (
+  UPDATE {{schema}}.jobs AS j
+  SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL, started_at = NULL
+  FROM target AS t
+  WHERE j.id = t.id AND t.status IN ('failed', 'cancelled')
+  RETURNING j.id, j.run_at
+)
+SELECT t.status AS previous, (SELECT count(*) FROM changed) = 1 AS changed,
+       CASE WHEN (SELECT count(*) FROM changed) = 1 THEN pg_notify($2, '1') END AS notified
+FROM target AS t;

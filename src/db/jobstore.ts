@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Job } from '../worker/types.js';
+import type { Queryable } from './pool.js';
 import type { Queries } from './queries.js';
 
 /** A claimed job with the fencing token its later writes must match. */
@@ -20,6 +21,9 @@ interface ClaimRow {
   lease_token: string;
   created_at: Date;
   started_at: Date;
+  timeout_ms: number | null;
+  dedupe_key: string | null;
+  concurrency_key: string | null;
 }
 
 export interface ReapedRow {
@@ -66,13 +70,19 @@ export class JobStore {
         maxAttempts: row.max_attempts,
         createdAt: row.created_at,
         startedAt: row.started_at,
+        timeoutMs: row.timeout_ms,
+        dedupeKey: row.dedupe_key,
+        concurrencyKey: row.concurrency_key,
       },
     }));
   }
 
-  /** Marks a job succeeded; false when the lease was no longer ours. */
-  async complete(id: string, token: string): Promise<boolean> {
-    const res = await this.pool.query({ ...this.queries.complete, values: [id, token] });
+  /**
+   * Marks a job succeeded; false when the lease was no longer ours. On `client` it joins
+   * that client's transaction, so the handler's writes and the completion commit together.
+   */
+  async complete(id: string, token: string, client: Queryable = this.pool): Promise<boolean> {
+    const res = await client.query({ ...this.queries.complete, values: [id, token] });
     return res.rowCount === 1;
   }
 
@@ -88,15 +98,20 @@ export class JobStore {
     return res.rows[0]?.status;
   }
 
-  /** Renews the leases of these claims; returns the ids still held. */
-  async renew(claims: ReadonlyArray<{ id: string; token: string }>, leaseMs: number): Promise<Set<string>> {
-    if (claims.length === 0) return new Set();
+  /**
+   * Renews the leases of these claims in one statement. Returns the jobs no longer held,
+   * each with its status now (e.g. 'cancelled'; undefined if the row is gone).
+   */
+  async renew(claims: ReadonlyArray<{ id: string; token: string }>, leaseMs: number): Promise<Map<string, string | undefined>> {
+    const lost = new Map<string, string | undefined>();
+    if (claims.length === 0) return lost;
     const sorted = [...claims].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
-    const res = await this.pool.query<{ id: string }>({
+    const res = await this.pool.query<{ id: string; held: boolean; status: string | null }>({
       ...this.queries.heartbeat,
       values: [sorted.map((c) => c.id), sorted.map((c) => c.token), leaseMs],
     });
-    return new Set(res.rows.map((r) => r.id));
+    for (const row of res.rows) if (!row.held) lost.set(row.id, row.status ?? undefined);
+    return lost;
   }
 
   /** Puts unfinished claims back to queued at once; returns the ids handed back. */

@@ -6,6 +6,8 @@ export const SQL_DIR = new URL(import.meta.url.includes('/dist/src/') ? '../../.
 
 export const QUERY_NAMES = [
   'enqueue',
+  'enqueueDedupe',
+  'findByDedupeKey',
   'claim',
   'complete',
   'fail',
@@ -14,6 +16,8 @@ export const QUERY_NAMES = [
   'reap',
   'queueDepth',
   'getJob',
+  'cancel',
+  'retry',
 ] as const;
 export type QueryName = (typeof QUERY_NAMES)[number];
 

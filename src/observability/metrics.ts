@@ -4,7 +4,7 @@ const PREFIX = 'skiplock_';
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
 const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600];
 
-export type JobOutcome = 'succeeded' | 'retried' | 'failed' | 'lease_lost' | 'handed_back';
+export type JobOutcome = 'succeeded' | 'retried' | 'failed' | 'cancelled' | 'lease_lost' | 'handed_back';
 
 /** A source of queue depth rows for the skiplock_queue_depth gauge, read on each scrape. */
 export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; status: string; jobs: number }>>;
@@ -31,7 +31,7 @@ export class Metrics {
     const registers = [registry];
     this.jobsCompleted = new Counter({
       name: `${PREFIX}jobs_completed_total`,
-      help: 'Jobs this worker finished running, by queue, task and outcome (succeeded, retried, failed, lease_lost, handed_back).',
+      help: 'Jobs this worker finished running, by queue, task and outcome (succeeded, retried, failed, cancelled, lease_lost, handed_back).',
       labelNames: ['queue', 'task', 'outcome'],
       registers,
     });

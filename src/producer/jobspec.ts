@@ -1,4 +1,4 @@
-import { DEFAULT_QUEUE, checkInteger, parseDuration, validateName } from '../config.js';
+import { DEFAULT_QUEUE, MAX_TIMER_MS, checkInteger, parseDuration, validateName } from '../config.js';
 import { SkiplockError, errorMessage } from '../errors.js';
 
 /** Options of one enqueued job. */
@@ -13,6 +13,17 @@ export interface JobOptions {
   delay?: number | string;
   /** Attempts before the job is failed (default 25). */
   maxAttempts?: number;
+  /**
+   * Idempotency key: while a job with this key is queued or running, enqueueing the key
+   * again returns that job's id (created: false) and inserts nothing.
+   */
+  dedupeKey?: string;
+  /** At most concurrencyLimit jobs with this key run at once, across all workers. */
+  concurrencyKey?: string;
+  /** With concurrencyKey: how many may run at once (default 1). */
+  concurrencyLimit?: number;
+  /** Run time limit for this job (ms or "30s"); overrides the task's timeout. */
+  timeout?: number | string;
 }
 
 /** One job of a bulk enqueue. */
@@ -22,7 +33,10 @@ export interface JobSpec extends JobOptions {
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 25;
+/** Default cap on a payload's JSON size (1 MiB). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 const INT32_MAX = 2_147_483_647;
+const MAX_KEY_LENGTH = 512;
 
 /** A job ready for the enqueue statement's arrays. */
 export interface NormalizedJob {
@@ -33,12 +47,40 @@ export interface NormalizedJob {
   runAt: Date | null;
   delayMs: number;
   maxAttempts: number;
+  dedupeKey: string | null;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  timeoutMs: number | null;
 }
 
-const KNOWN_FIELDS = new Set(['task', 'payload', 'queue', 'priority', 'runAt', 'delay', 'maxAttempts']);
+const KNOWN_FIELDS = new Set([
+  'task',
+  'payload',
+  'queue',
+  'priority',
+  'runAt',
+  'delay',
+  'maxAttempts',
+  'dedupeKey',
+  'concurrencyKey',
+  'concurrencyLimit',
+  'timeout',
+]);
+
+export interface NormalizeOptions {
+  /** Largest payload JSON in bytes (default 1 MiB). */
+  maxPayloadBytes?: number;
+}
+
+function checkKey(what: string, key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
+    throw new SkiplockError(`invalid ${what} ${JSON.stringify(key)}: expected a text of 1 to ${MAX_KEY_LENGTH} characters`);
+  }
+  return key;
+}
 
 /** Checks a job spec and turns it into statement values; throws SkiplockError when it is bad. */
-export function normalizeJob(spec: JobSpec): NormalizedJob {
+export function normalizeJob(spec: JobSpec, options: NormalizeOptions = {}): NormalizedJob {
   if (spec === null || typeof spec !== 'object') throw new SkiplockError('a job must be an object');
   for (const key of Object.keys(spec)) {
     if (!KNOWN_FIELDS.has(key)) throw new SkiplockError(`unknown job field ${JSON.stringify(key)}`);
@@ -60,7 +102,20 @@ export function normalizeJob(spec: JobSpec): NormalizedJob {
     delayMs = typeof spec.delay === 'number' ? spec.delay : parseDuration(spec.delay, 'delay');
     checkInteger(delayMs, 'delay (ms)', 0, Number.MAX_SAFE_INTEGER);
   }
-  return { queue, task, payload: serializePayload(spec.payload), priority, runAt, delayMs, maxAttempts };
+  const dedupeKey = spec.dedupeKey === undefined ? null : checkKey('dedupeKey', spec.dedupeKey);
+  const concurrencyKey = spec.concurrencyKey === undefined ? null : checkKey('concurrencyKey', spec.concurrencyKey);
+  if (spec.concurrencyLimit !== undefined && concurrencyKey === null) {
+    throw new SkiplockError('concurrencyLimit needs a concurrencyKey');
+  }
+  const concurrencyLimit =
+    concurrencyKey === null ? null : checkInteger(spec.concurrencyLimit ?? 1, 'concurrencyLimit', 1, 1_000_000);
+  let timeoutMs: number | null = null;
+  if (spec.timeout !== undefined) {
+    timeoutMs = typeof spec.timeout === 'number' ? spec.timeout : parseDuration(spec.timeout, 'timeout');
+    checkInteger(timeoutMs, 'timeout (ms)', 1, MAX_TIMER_MS);
+  }
+  const payload = serializePayload(spec.payload, options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES);
+  return { queue, task, payload, priority, runAt, delayMs, maxAttempts, dedupeKey, concurrencyKey, concurrencyLimit, timeoutMs };
 }
 
 function parseRunAt(text: string): Date {
@@ -74,7 +129,7 @@ function parseRunAt(text: string): Date {
 }
 
 /** JSON text of a payload; undefined becomes {}. */
-export function serializePayload(payload: unknown): string {
+export function serializePayload(payload: unknown, maxBytes = DEFAULT_MAX_PAYLOAD_BYTES): string {
   if (payload === undefined) return '{}';
   let text: string | undefined;
   try {
@@ -85,5 +140,10 @@ export function serializePayload(payload: unknown): string {
   if (text === undefined) throw new SkiplockError('payload is not JSON-serialisable');
   // Postgres jsonb rejects \u0000 in strings; say so before the database does.
   if (text.includes('\\u0000')) throw new SkiplockError('payload contains a \\u0000 character, which jsonb cannot store');
+  // Cheap bound first: a UTF-16 length can be at most 3 bytes per unit in UTF-8.
+  if (text.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > maxBytes) throw new SkiplockError(`payload is ${bytes} bytes of JSON, over the limit of ${maxBytes}`);
+  }
   return text;
 }

@@ -2,11 +2,12 @@ import type { Logger } from 'pino';
 import type { Job } from './types.js';
 
 /**
- * What a worker knows of one job it claimed. `running` until the handler returns; then
- * `finishing` while its result is written. `lost` when the lease went to someone else (the
- * result is dropped), `handedBack` when shutdown returned it to the queue.
+ * What a worker knows of one job it claimed. `running` until the handler returns (or times
+ * out); then `finishing` while its result is written. `committed` once ctx.transaction
+ * committed the completion. `lost` when the lease went to someone else or the job was
+ * cancelled (the result is dropped), `handedBack` when shutdown returned it to the queue.
  */
-export type RunState = 'running' | 'finishing' | 'lost' | 'handedBack';
+export type RunState = 'running' | 'finishing' | 'committed' | 'lost' | 'handedBack';
 
 export class JobRun {
   state: RunState = 'running';
@@ -38,7 +39,7 @@ export class JobRun {
 export class JobAbortedError extends Error {
   override readonly name = 'JobAbortedError';
   constructor(
-    readonly reason: 'lease_lost' | 'shutdown',
+    readonly reason: 'lease_lost' | 'cancelled' | 'timeout' | 'shutdown',
     message: string,
   ) {
     super(message);

@@ -15,6 +15,10 @@ export interface Job<P = unknown> {
   readonly maxAttempts: number;
   readonly createdAt: Date;
   readonly startedAt: Date;
+  /** This job's own time limit in ms, if it has one. */
+  readonly timeoutMs: number | null;
+  readonly dedupeKey: string | null;
+  readonly concurrencyKey: string | null;
 }
 
 /** What a handler gets beside its payload. */
@@ -26,6 +30,13 @@ export interface TaskContext {
   readonly logger: Logger;
   /** The worker's pool, for the handler's own queries. */
   readonly pool: pg.Pool;
+  /**
+   * Runs `fn` in a transaction that also marks this job succeeded, fenced by the claim:
+   * the handler's writes and the completion commit together, exactly once. If the lease
+   * was lost (reaped, re-claimed, cancelled), everything rolls back and a JobAbortedError
+   * is thrown. Call it at most once, as the handler's last step.
+   */
+  transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
 }
 
 /** A task handler: resolve to succeed, throw or reject to fail (and maybe retry). */
@@ -35,6 +46,11 @@ export type TaskHandler<P = unknown> = (payload: P, ctx: TaskContext) => unknown
 export interface TaskOptions {
   /** Retry delays for this task; fields left out take the worker's. */
   backoff?: Partial<BackoffOptions>;
+  /**
+   * Time limit per run in ms (a job's own timeout wins). At the limit the AbortSignal
+   * fires and the attempt fails (and is retried while attempts are left).
+   */
+  timeoutMs?: number;
 }
 
 export interface TaskDefinition<P = unknown> {

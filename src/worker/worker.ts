@@ -3,7 +3,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { DEFAULT_SCHEMA, channelFor, checkDuration, checkInteger, validateName, validateSchema } from '../config.js';
+import { DEFAULT_SCHEMA, MAX_TIMER_MS, channelFor, checkDuration, checkInteger, validateName, validateSchema } from '../config.js';
 import { type ClaimedJob, JobStore } from '../db/jobstore.js';
 import { type ConnectionOptions, createPool, describeDbError } from '../db/pool.js';
 import { loadQueries } from '../db/queries.js';
@@ -13,7 +13,8 @@ import { Reaper } from '../maintenance/reaper.js';
 import { Listener } from '../notifications/listener.js';
 import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
-import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
+import { type BackoffOptions, resolveBackoff } from './backoff.js';
+import { Executor, type ResolvedTask } from './executor.js';
 import { JobAbortedError, JobRun } from './run.js';
 import type { TaskDefinition, TaskHandler, TaskList } from './types.js';
 
@@ -50,13 +51,7 @@ export interface WorkerOptions extends ConnectionOptions {
 
 type WorkerState = 'idle' | 'running' | 'stopping' | 'stopped';
 
-interface ResolvedTask {
-  handler: TaskHandler<never>;
-  backoff: BackoffOptions;
-}
-
 const REAP_BATCH = 1000;
-const MAX_ERROR_LENGTH = 4000;
 
 function toDefinition(entry: TaskHandler<never> | TaskDefinition<never>): TaskDefinition<never> {
   return typeof entry === 'function' ? { handler: entry } : entry;
@@ -86,6 +81,7 @@ export class Worker {
   private readonly poller: Periodic;
   private readonly heartbeat: Periodic;
   private readonly reaper: Reaper | undefined;
+  private readonly executor: Executor;
   private readonly active = new Map<string, JobRun>();
   private state: WorkerState = 'idle';
   private fetching: Promise<void> | undefined;
@@ -117,7 +113,14 @@ export class Worker {
       validateName('task', name);
       const def = toDefinition(entry);
       if (typeof def.handler !== 'function') throw new SkiplockError(`task ${name} has no handler function`);
-      tasks.set(name, { handler: def.handler, backoff: resolveBackoff(workerBackoff, def.options?.backoff) });
+      const timeoutMs = def.options?.timeoutMs;
+      if (timeoutMs !== undefined) {
+        checkDuration(timeoutMs, `task ${name} timeout`, 1, MAX_TIMER_MS);
+        if (timeoutMs > this.leaseMs) {
+          throw new SkiplockError(`the lease (${this.leaseMs} ms) is shorter than task ${name}'s timeout (${timeoutMs} ms)`);
+        }
+      }
+      tasks.set(name, { handler: def.handler, backoff: resolveBackoff(workerBackoff, def.options?.backoff), timeoutMs });
     }
     if (tasks.size === 0) throw new SkiplockError('a worker needs at least one task handler');
     this.tasks = tasks;
@@ -130,6 +133,13 @@ export class Worker {
         this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
       );
     this.store = new JobStore(this.pool, loadQueries(this.schema));
+    this.executor = new Executor({
+      store: this.store,
+      pool: this.pool,
+      metrics: this.metrics,
+      describe: (err) => describeDbError(err, this.connectionString).message,
+      release: (run) => this.release(run),
+    });
     this.metrics.setQueueDepthSource(() => this.store.queueDepth());
 
     const logError = (what: string) => (err: unknown) =>
@@ -313,7 +323,7 @@ export class Worker {
     this.metrics.jobsRunning.set(this.active.size);
     this.metrics.jobWait.observe(run.labels, Math.max(0, (job.startedAt.getTime() - job.runAt.getTime()) / 1000));
     logger.debug('job started');
-    void this.execute(run).finally(() => this.release(run));
+    void this.executor.execute(run, this.tasks.get(job.task)).finally(() => this.release(run));
   }
 
   /** Forgets a run, frees its slot and, if more work may be waiting, fetches. */
@@ -329,93 +339,28 @@ export class Worker {
     if (this.moreMayBeWaiting) this.requestFetch();
   }
 
-  private async execute(run: JobRun): Promise<void> {
-    const { job } = run;
-    const task = this.tasks.get(job.task);
-    let failure: unknown;
-    let ok = false;
-    const t0 = performance.now();
-    try {
-      if (task === undefined) throw new SkiplockError(`no handler for task ${job.task}`);
-      await task.handler(job.payload as never, { job, signal: run.controller.signal, logger: run.logger, pool: this.pool });
-      ok = true;
-    } catch (err) {
-      failure = err;
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    this.metrics.jobDuration.observe(run.labels, seconds);
-    if (run.state !== 'running') {
-      run.logger.warn({ durationMs: Math.round(seconds * 1000), state: run.state }, 'job ended after losing its claim; its result is discarded');
-      return;
-    }
-    run.state = 'finishing';
-    try {
-      if (ok) {
-        if (await this.store.complete(job.id, run.token)) {
-          this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
-          run.logger.info({ durationMs: Math.round(seconds * 1000) }, 'job succeeded');
-        } else {
-          this.leaseLost(run, 'complete');
-        }
-        return;
-      }
-      const message = describeFailure(failure);
-      const delayMs = backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
-      const status = await this.store.fail(job.id, run.token, delayMs, message);
-      if (status === undefined) {
-        this.leaseLost(run, 'fail');
-      } else if (status === 'queued') {
-        this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'retried' });
-        run.logger.warn({ err: message, retryInMs: delayMs }, 'job failed; will retry');
-      } else {
-        this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'failed' });
-        run.logger.error({ err: message }, 'job failed; no attempts left');
-      }
-    } catch (err) {
-      run.logger.error(
-        { err: describeDbError(err, this.connectionString).message },
-        'could not record the job result; it returns to the queue when its lease expires',
-      );
-    }
-  }
-
-  /** The lease went to someone else: drop the result, abort the handler, free the slot. */
-  private leaseLost(run: JobRun, detectedBy: 'heartbeat' | 'complete' | 'fail' | 'expiry'): void {
-    run.state = 'lost';
-    run.controller.abort(new JobAbortedError('lease_lost', `lease lost (detected by ${detectedBy})`));
-    this.metrics.leaseLosses.inc(run.labels);
-    this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'lease_lost' });
-    run.logger.warn({ detectedBy }, 'lease lost: the job was reaped, re-claimed or cancelled; this worker changes nothing');
-    this.release(run);
-  }
-
-  /** One statement renews every running job's lease; jobs not renewed are lost. */
+  /** One statement renews every running job's lease; jobs not renewed are lost or cancelled. */
   private async renewLeases(): Promise<void> {
     const runs = [...this.active.values()].filter((run) => run.state === 'running');
     if (runs.length === 0) return;
     const sentAt = performance.now();
-    let held: Set<string>;
+    let lost: Map<string, string | undefined>;
     try {
-      held = await this.store.renew(
+      lost = await this.store.renew(
         runs.map((r) => ({ id: r.id, token: r.token })),
         this.leaseMs,
       );
     } catch (err) {
       // Could not reach the database: a lease we could not renew in time is gone.
       for (const run of runs) {
-        if (run.state === 'running' && performance.now() - run.renewedAt > this.leaseMs) this.leaseLost(run, 'expiry');
+        if (run.state === 'running' && performance.now() - run.renewedAt > this.leaseMs) this.executor.lose(run, 'expiry');
       }
       throw err;
     }
     for (const run of runs) {
       if (run.state !== 'running') continue;
-      if (held.has(run.id)) run.renewedAt = sentAt;
-      else this.leaseLost(run, 'heartbeat');
+      if (!lost.has(run.id)) run.renewedAt = sentAt;
+      else this.executor.lose(run, lost.get(run.id) === 'cancelled' ? 'cancelled' : 'heartbeat');
     }
   }
-}
-
-function describeFailure(err: unknown): string {
-  const text = err instanceof Error ? `${err.name}: ${err.message}` : `thrown: ${errorMessage(err)}`;
-  return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH)}…` : text;
 }

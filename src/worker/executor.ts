@@ -1,0 +1,169 @@
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import type { JobStore } from '../db/jobstore.js';
+import { SkiplockError, errorMessage } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
+import { JobAbortedError, type JobRun } from './run.js';
+import type { TaskContext, TaskHandler } from './types.js';
+
+/** A task as the worker runs it: handler plus its resolved settings. */
+export interface ResolvedTask {
+  handler: TaskHandler<never>;
+  backoff: BackoffOptions;
+  timeoutMs: number | undefined;
+}
+
+export interface ExecutorDeps {
+  store: JobStore;
+  pool: pg.Pool;
+  metrics: Metrics;
+  /** One line for a database error, without secrets. */
+  describe(err: unknown): string;
+  /** Called once a run no longer holds a slot. */
+  release(run: JobRun): void;
+}
+
+/** Why a run stopped holding its claim before recording a result. */
+export type LossReason = 'heartbeat' | 'complete' | 'fail' | 'expiry' | 'cancelled';
+
+type Outcome = { ok: true } | { ok: false; error: unknown; timedOut?: boolean };
+
+const MAX_ERROR_LENGTH = 4000;
+
+function describeFailure(err: unknown): string {
+  const text = err instanceof Error ? `${err.name}: ${err.message}` : `thrown: ${errorMessage(err)}`;
+  return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH)}…` : text;
+}
+
+/** Runs claimed jobs: the handler with its context and time limit, then the fenced result. */
+export class Executor {
+  constructor(private readonly deps: ExecutorDeps) {}
+
+  async execute(run: JobRun, task: ResolvedTask | undefined): Promise<void> {
+    const { job } = run;
+    const { metrics } = this.deps;
+    const ctx: TaskContext = {
+      job,
+      signal: run.controller.signal,
+      logger: run.logger,
+      pool: this.deps.pool,
+      transaction: (fn) => this.transaction(run, fn),
+    };
+    const t0 = performance.now();
+    const handled: Promise<Outcome> = (async () => {
+      if (task === undefined) throw new SkiplockError(`no handler for task ${job.task}`);
+      await task.handler(job.payload as never, ctx);
+    })().then(
+      () => ({ ok: true }),
+      (error: unknown) => ({ ok: false, error }),
+    );
+    const timeoutMs = job.timeoutMs ?? task?.timeoutMs;
+    let outcome: Outcome;
+    if (timeoutMs === undefined) {
+      outcome = await handled;
+    } else {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<Outcome>((resolve) => {
+        timer = setTimeout(
+          () => resolve({ ok: false, timedOut: true, error: new JobAbortedError('timeout', `timed out after ${timeoutMs} ms`) }),
+          timeoutMs,
+        );
+      });
+      outcome = await Promise.race([handled, timedOut]);
+      clearTimeout(timer);
+      if (!outcome.ok && outcome.timedOut && run.state === 'running') run.controller.abort(outcome.error);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const durationMs = Math.round(seconds * 1000);
+    metrics.jobDuration.observe(run.labels, seconds);
+
+    if (run.state === 'committed') {
+      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
+      if (!outcome.ok) run.logger.warn({ err: describeFailure(outcome.error) }, 'handler threw after its transaction committed; the job stays succeeded');
+      run.logger.info({ durationMs }, 'job succeeded');
+      return;
+    }
+    if (run.state !== 'running') {
+      run.logger.warn({ durationMs, state: run.state }, 'job ended after its claim was lost; its result is discarded');
+      return;
+    }
+    run.state = 'finishing';
+    try {
+      if (outcome.ok) {
+        if (await this.deps.store.complete(job.id, run.token)) {
+          metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
+          run.logger.info({ durationMs }, 'job succeeded');
+        } else {
+          this.lose(run, 'complete');
+        }
+        return;
+      }
+      const message = describeFailure(outcome.error);
+      const delayMs = backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
+      const status = await this.deps.store.fail(job.id, run.token, delayMs, message);
+      if (status === undefined) {
+        this.lose(run, 'fail');
+      } else if (status === 'queued') {
+        metrics.jobsCompleted.inc({ ...run.labels, outcome: 'retried' });
+        run.logger.warn({ err: message, durationMs, retryInMs: delayMs }, 'job failed; will retry');
+      } else {
+        metrics.jobsCompleted.inc({ ...run.labels, outcome: 'failed' });
+        run.logger.error({ err: message, durationMs }, 'job failed; no attempts left');
+      }
+    } catch (err) {
+      run.logger.error({ err: this.deps.describe(err) }, 'could not record the job result; it returns to the queue when its lease expires');
+    }
+  }
+
+  /**
+   * The claim is gone (reaped, re-claimed or cancelled): drop the result, abort the
+   * handler and free the slot. Only a loss by someone else's hand counts as a lease loss.
+   */
+  lose(run: JobRun, reason: LossReason): void {
+    if (run.state === 'lost' || run.state === 'handedBack' || run.state === 'committed') return;
+    run.state = 'lost';
+    const { metrics } = this.deps;
+    if (reason === 'cancelled') {
+      run.controller.abort(new JobAbortedError('cancelled', 'the job was cancelled'));
+      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'cancelled' });
+      run.logger.info('job cancelled while running; its handler was aborted');
+    } else {
+      run.controller.abort(new JobAbortedError('lease_lost', `lease lost (detected by ${reason})`));
+      metrics.leaseLosses.inc(run.labels);
+      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'lease_lost' });
+      run.logger.warn({ detectedBy: reason }, 'lease lost: the job was reaped or re-claimed; this worker changes nothing');
+    }
+    this.deps.release(run);
+  }
+
+  /** ctx.transaction: the handler's writes and the fenced completion in one transaction. */
+  private async transaction<T>(run: JobRun, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (run.state !== 'running') {
+      throw new JobAbortedError(run.state === 'lost' ? 'lease_lost' : 'shutdown', `job ${run.id} is ${run.state}: no transaction`);
+    }
+    const client = await this.deps.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      if (run.state !== 'running') throw new JobAbortedError('lease_lost', `job ${run.id} is ${run.state}: rolled back`);
+      if (!(await this.deps.store.complete(run.id, run.token, client))) {
+        await client.query('ROLLBACK');
+        this.lose(run, 'complete');
+        throw new JobAbortedError('lease_lost', `lease lost before commit: job ${run.id} rolled back`);
+      }
+      run.state = 'finishing'; // the heartbeat must not take our own completion for a loss
+      await client.query('COMMIT');
+      run.state = 'committed';
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
