@@ -6,7 +6,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Two cores: a couple of files at once; several spawn worker processes of their own.
-    maxWorkers: 2,
+    // One file at a time: several files race dozens of connections or spawn eight worker
+    // processes, and together they would pass PostgreSQL's default max_connections (100).
+    fileParallelism: false,
   },
 });

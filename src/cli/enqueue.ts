@@ -1,13 +1,18 @@
 import { createInterface } from 'node:readline';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { parseDuration, parseInteger } from '../config.js';
 import { SkiplockError, errorMessage } from '../errors.js';
-import { type JobSpec, type NormalizedJob, normalizeJob } from '../producer/jobspec.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, type JobSpec, type NormalizedJob, normalizeJob } from '../producer/jobspec.js';
 import { Producer } from '../producer/producer.js';
 import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
 
 interface EnqueueOptions {
   queue?: string;
+  dedupeKey?: string;
+  concurrencyKey?: string;
+  concurrencyLimit?: number;
+  timeout?: number;
+  maxPayloadBytes: number;
   priority?: number;
   runAt?: string;
   delay?: number;
@@ -21,7 +26,7 @@ interface EnqueueOptions {
 export function enqueueCommand(): Command {
   return new Command('enqueue')
     .description(
-      'enqueue one job (prints its id), or with --stdin many jobs from newline-delimited JSON (prints how many)',
+      'enqueue one job (prints its id), or with --stdin many jobs from newline-delimited JSON (prints how many were added)',
     )
     .argument('[task]', 'task name (a handler file in the workers directory)')
     .argument('[json]', 'JSON payload (default {})')
@@ -30,6 +35,16 @@ export function enqueueCommand(): Command {
     .option('--run-at <iso8601>', 'run no sooner than this time, e.g. 2030-01-31T12:00:00Z')
     .option('--delay <duration>', 'run no sooner than this long from now: 500, 250ms, 30s, 5m, 2h', optionParser((t) => parseDuration(t, 'delay')))
     .option('--max-attempts <n>', 'attempts before the job is failed (default 25)', optionParser((t) => parseInteger(t, 'max attempts', 1, 1_000_000)))
+    .option('--dedupe-key <key>', 'idempotency key: while a job with this key is queued or running, print its id instead of adding one')
+    .option('--concurrency-key <key>', 'at most --concurrency-limit jobs with this key run at once, across all workers')
+    .option('--concurrency-limit <n>', 'with --concurrency-key: how many may run at once (default 1)', optionParser((t) => parseInteger(t, 'concurrency limit', 1, 1_000_000)))
+    .option('--timeout <duration>', "time limit per run, e.g. 30s (overrides the task's own)", optionParser((t) => parseDuration(t, 'timeout')))
+    .addOption(
+      new Option('--max-payload-bytes <n>', 'largest payload JSON accepted')
+        .env('SKIPLOCK_MAX_PAYLOAD_BYTES')
+        .argParser(optionParser((t) => parseInteger(t, 'max payload bytes', 2, 256 * 1024 * 1024)))
+        .default(DEFAULT_MAX_PAYLOAD_BYTES),
+    )
     .option('--json', 'print a JSON object instead of the bare id or count')
     .option('--stdin', 'read jobs from stdin, one JSON object per line: {"task": "...", "payload": {...}, "queue": "...", ...}')
     .option('--skip-invalid', 'with --stdin: report and skip bad lines instead of inserting nothing')
@@ -42,8 +57,8 @@ Examples:
   $ id=$(skiplock enqueue resize-image '{"path": "/tmp/a.png"}')
   $ printf '%s\\n' '{"task": "send-email", "payload": {"to": "b@example.com"}}' | skiplock enqueue --stdin
 
-With --stdin, each line takes the fields task, payload, queue, priority, runAt, delay and
-maxAttempts, named as in the library. All lines go in one transaction: a bad line is
+With --stdin, each line takes the fields task, payload, queue, priority, runAt, delay,
+maxAttempts, dedupeKey, concurrencyKey, concurrencyLimit and timeout, named as in the library. All lines go in one transaction: a bad line is
 reported with its line number and nothing is inserted, unless --skip-invalid is given.`,
     )
     .action(async function (this: Command, task: string | undefined, json: string | undefined) {
@@ -69,9 +84,9 @@ function parsePayload(json: string | undefined): unknown {
   }
 }
 
-function checked(spec: JobSpec): NormalizedJob {
+function checked(spec: JobSpec, maxPayloadBytes: number): NormalizedJob {
   try {
-    return normalizeJob(spec);
+    return normalizeJob(spec, { maxPayloadBytes });
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
@@ -84,13 +99,19 @@ async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: st
   if (opts.runAt !== undefined) spec.runAt = opts.runAt;
   if (opts.delay !== undefined) spec.delay = opts.delay;
   if (opts.maxAttempts !== undefined) spec.maxAttempts = opts.maxAttempts;
-  const job = checked(spec);
+  if (opts.dedupeKey !== undefined) spec.dedupeKey = opts.dedupeKey;
+  if (opts.concurrencyKey !== undefined) spec.concurrencyKey = opts.concurrencyKey;
+  if (opts.concurrencyLimit !== undefined) spec.concurrencyLimit = opts.concurrencyLimit;
+  if (opts.timeout !== undefined) spec.timeout = opts.timeout;
+  const job = checked(spec, opts.maxPayloadBytes);
   const ctx = openContext(globals, 1);
   const producer = new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
   try {
-    const { ids } = await producer.insertNormalized([job]);
+    const { ids, created } = await producer.insertNormalized([job]);
     const id = ids[0] ?? '';
-    process.stdout.write(opts.json ? `${JSON.stringify({ id, task: job.task, queue: job.queue })}\n` : `${id}\n`);
+    process.stdout.write(
+      opts.json ? `${JSON.stringify({ id, created: created[0] ?? true, task: job.task, queue: job.queue })}\n` : `${id}\n`,
+    );
   } finally {
     await ctx.pool.end();
   }
@@ -98,8 +119,9 @@ async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: st
 
 /** Reads NDJSON jobs from stdin and inserts them in batches inside one transaction. */
 async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promise<void> {
-  if (opts.queue !== undefined || opts.priority !== undefined || opts.runAt !== undefined || opts.delay !== undefined || opts.maxAttempts !== undefined) {
-    throw new UsageError('with --stdin, give queue, priority, runAt, delay and maxAttempts on each line');
+  const perJob = [opts.queue, opts.priority, opts.runAt, opts.delay, opts.maxAttempts, opts.dedupeKey, opts.concurrencyKey, opts.concurrencyLimit, opts.timeout];
+  if (perJob.some((v) => v !== undefined)) {
+    throw new UsageError('with --stdin, give the job options (queue, priority, runAt, delay, maxAttempts, dedupeKey, ...) on each line');
   }
   const ctx = openContext(globals, 1);
   const producer = new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
@@ -112,18 +134,22 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
     throw ctx.describe(err);
   }
   let enqueued = 0;
+  let deduplicated = 0;
   let skipped = 0;
   let lineNo = 0;
   let batch: NormalizedJob[] = [];
   let lastProgress = started;
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    await producer.insertNormalized(batch, client);
-    enqueued += batch.length;
+    const { created } = await producer.insertNormalized(batch, client);
+    for (const c of created) {
+      if (c) enqueued += 1;
+      else deduplicated += 1;
+    }
     batch = [];
     if (Date.now() - lastProgress >= 2000) {
       lastProgress = Date.now();
-      process.stderr.write(`skiplock: ${enqueued} jobs inserted so far (line ${lineNo})\n`);
+      process.stderr.write(`skiplock: ${enqueued + deduplicated} jobs processed so far (line ${lineNo})\n`);
     }
   };
   try {
@@ -136,7 +162,7 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
       try {
         const value: unknown = JSON.parse(line);
         if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new SkiplockError('expected a JSON object');
-        job = normalizeJob(value as JobSpec);
+        job = normalizeJob(value as JobSpec, { maxPayloadBytes: opts.maxPayloadBytes });
       } catch (err) {
         const message = `line ${lineNo}: ${errorMessage(err)}`;
         if (!opts.skipInvalid) throw new UsageError(`${message}; nothing was enqueued`);
@@ -157,8 +183,10 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
     await ctx.pool.end();
   }
   const seconds = (Date.now() - started) / 1000;
-  process.stderr.write(
-    `skiplock: enqueued ${enqueued} jobs${skipped > 0 ? `, skipped ${skipped} invalid lines` : ''} in ${seconds.toFixed(2)} s\n`,
-  );
-  process.stdout.write(opts.json ? `${JSON.stringify({ enqueued, skipped })}\n` : `${enqueued}\n`);
+  const extra = [
+    deduplicated > 0 ? `${deduplicated} already queued or running (dedupe key)` : '',
+    skipped > 0 ? `skipped ${skipped} invalid lines` : '',
+  ].filter(Boolean);
+  process.stderr.write(`skiplock: enqueued ${enqueued} jobs${extra.length > 0 ? `, ${extra.join(', ')}` : ''} in ${seconds.toFixed(2)} s\n`);
+  process.stdout.write(opts.json ? `${JSON.stringify({ enqueued, deduplicated, skipped })}\n` : `${enqueued}\n`);
 }

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { SkiplockError, errorMessage, redactSecrets } from '../errors.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, globalOptions } from './common.js';
 import { enqueueCommand } from './enqueue.js';
+import { jobsCommand } from './jobs.js';
 import { migrateCommand } from './migrate.js';
 import { workerCommand } from './worker.js';
 
@@ -11,10 +12,14 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .exitOverride();
   for (const option of globalOptions()) program.addOption(option);
-  for (const command of [migrateCommand(), enqueueCommand(), workerCommand()]) {
-    command.exitOverride().configureHelp({ showGlobalOptions: true });
+  for (const command of [migrateCommand(), enqueueCommand(), workerCommand(), jobsCommand()]) {
     program.addCommand(command);
   }
+  const configure = (command: Command): void => {
+    command.exitOverride().configureHelp({ showGlobalOptions: true });
+    command.commands.forEach(configure);
+  };
+  program.commands.forEach(configure);
   program.addHelpText(
     'after',
     `
