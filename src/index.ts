@@ -2,8 +2,16 @@ export { DEFAULT_QUEUE, DEFAULT_SCHEMA, channelFor, parseDuration, validateName,
 export { SkiplockError } from './errors.js';
 export { type ConnectionOptions, type Queryable, createPool } from './db/pool.js';
 export { type MigrateResult, migrate } from './db/migrate.js';
-export { type EnqueueCallOptions, type EnqueueResult, Producer, type ProducerOptions } from './producer/producer.js';
-export { DEFAULT_MAX_ATTEMPTS, type JobOptions, type JobSpec } from './producer/jobspec.js';
+export {
+  type EnqueueCallOptions,
+  type EnqueueResult,
+  type EnqueuedJob,
+  type JobRecord,
+  Producer,
+  type ProducerOptions,
+  type TransitionResult,
+} from './producer/producer.js';
+export { DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAYLOAD_BYTES, type JobOptions, type JobSpec } from './producer/jobspec.js';
 export { Worker, type WorkerOptions } from './worker/worker.js';
 export { JobAbortedError } from './worker/run.js';
 export { loadTaskDirectory } from './worker/tasks.js';

@@ -20,7 +20,7 @@ CREATE UNIQUE INDEX jobs_dedupe_idx ON {{schema}}.jobs (dedupe_key)
 CREATE INDEX jobs_concurrency_running_idx ON {{schema}}.jobs (concurrency_key)
   WHERE status = 'running' AND concurrency_key IS NOT NULL;
 
-DROP FUNCTION {{schema}}.claim_jobs(text[], text[], integer, double precision, text);
+DROP FUNCTION IF EXISTS {{schema}}.claim_jobs(text[], text[], integer, double precision, text);
 
 -- The claim. Candidates come in claim order from jobs_claim_idx, locked FOR UPDATE SKIP
 -- LOCKED so concurrent claimers take different rows without waiting. A job with a

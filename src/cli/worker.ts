@@ -2,12 +2,13 @@ import { Command } from 'commander';
 import { parseDuration, parseInteger, validateName } from '../config.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
-import { errorMessage } from '../errors.js';
+import { SkiplockError, errorMessage } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
 import { startMetricsServer } from '../observability/http.js';
 import { Metrics } from '../observability/metrics.js';
 import { loadTaskDirectory } from '../worker/tasks.js';
 import { Worker } from '../worker/worker.js';
-import { type GlobalOptions, openContext, optionParser } from './common.js';
+import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
 
 interface WorkerCliOptions {
   concurrency: number;
@@ -57,78 +58,86 @@ a second signal exits at once.`,
     });
 }
 
+/**
+ * Resolves at the first SIGTERM/SIGINT; a second one exits the process at once. Installed
+ * before the worker starts claiming, so no signal finds the process without a handler.
+ */
+function firstSignal(logger: Logger): { received: Promise<NodeJS.Signals>; dispose: () => void } {
+  let count = 0;
+  let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
+  const received = new Promise<NodeJS.Signals>((resolve) => {
+    onSignal = (signal) => {
+      count += 1;
+      if (count > 1) {
+        logger.warn({ signal }, 'second signal: exiting at once');
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      logger.info({ signal }, 'shutting down');
+      resolve(signal);
+    };
+  });
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return {
+    received,
+    dispose: () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
+  };
+}
+
 async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> {
   const ctx = openContext(opts, 1);
   const { logger } = ctx;
-  let tasks;
-  try {
-    tasks = await loadTaskDirectory(opts.tasks);
-    await migrate(ctx.pool, ctx.schema).catch((err: unknown) => {
-      throw ctx.describe(err);
-    });
-  } finally {
-    await ctx.pool.end();
-  }
   const metrics = new Metrics();
   const pool = createPool(
     { connectionString: opts.databaseUrl, max: opts.concurrency + 4, applicationName: 'skiplock worker' },
     (err) => logger.warn({ err: ctx.describe(err).message }, 'idle database connection failed'),
   );
-  const worker = new Worker({
-    pool,
-    connectionString: opts.databaseUrl,
-    schema: ctx.schema,
-    tasks,
-    concurrency: opts.concurrency,
-    queues: opts.queues,
-    leaseMs: opts.lease,
-    heartbeatIntervalMs: opts.heartbeat,
-    pollIntervalMs: opts.pollInterval,
-    reaperIntervalMs: opts.reaperInterval,
-    shutdownGraceMs: opts.shutdownGrace,
-    workerId: opts.workerId,
-    logger,
-    metrics,
-  });
+  const signals = firstSignal(logger);
+  let server: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   try {
+    const tasks = await loadTaskDirectory(opts.tasks);
+    let worker: Worker;
+    try {
+      worker = new Worker({
+        pool,
+        connectionString: opts.databaseUrl,
+        schema: ctx.schema,
+        tasks,
+        concurrency: opts.concurrency,
+        queues: opts.queues,
+        leaseMs: opts.lease,
+        heartbeatIntervalMs: opts.heartbeat,
+        pollIntervalMs: opts.pollInterval,
+        reaperIntervalMs: opts.reaperInterval,
+        shutdownGraceMs: opts.shutdownGrace,
+        workerId: opts.workerId,
+        logger,
+        metrics,
+      });
+    } catch (err) {
+      throw new UsageError(errorMessage(err)); // a bad combination of options
+    }
+    await migrate(ctx.pool, ctx.schema).catch((err: unknown) => {
+      throw ctx.describe(err);
+    });
+    if (opts.metricsPort > 0) {
+      server = await startMetricsServer({ metrics, port: opts.metricsPort, host: opts.metricsHost, health: () => worker.health() }).catch(
+        (err: unknown) => {
+          throw new SkiplockError(`cannot serve metrics on ${opts.metricsHost}:${opts.metricsPort}: ${errorMessage(err)}`);
+        },
+      );
+      logger.info({ url: `http://${opts.metricsHost}:${server.port}/metrics` }, 'metrics served');
+    }
     await worker.start();
-  } catch (err) {
+    await signals.received;
+    await worker.stop().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'shutdown failed'));
+  } finally {
+    signals.dispose();
+    await ctx.pool.end().catch(() => undefined);
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     await pool.end().catch(() => undefined);
-    throw err;
   }
-  const server =
-    opts.metricsPort > 0
-      ? await startMetricsServer({ metrics, port: opts.metricsPort, host: opts.metricsHost, health: () => worker.health() }).catch(
-          async (err: unknown) => {
-            await worker.stop({ graceMs: 0 });
-            await pool.end().catch(() => undefined);
-            throw new Error(`cannot serve metrics on ${opts.metricsHost}:${opts.metricsPort}: ${errorMessage(err)}`);
-          },
-        )
-      : undefined;
-  if (server) logger.info({ url: `http://${opts.metricsHost}:${server.port}/metrics` }, 'metrics served');
-
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals += 1;
-      if (signals > 1) {
-        logger.warn({ signal }, 'second signal: exiting at once');
-        process.exit(signal === 'SIGINT' ? 130 : 143);
-      }
-      logger.info({ signal }, 'shutting down');
-      worker
-        .stop()
-        .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'shutdown failed'))
-        .finally(() => {
-          process.off('SIGTERM', onSignal);
-          process.off('SIGINT', onSignal);
-          resolve();
-        });
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  await pool.end().catch(() => undefined);
 }

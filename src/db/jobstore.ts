@@ -130,6 +130,12 @@ export class JobStore {
     return res.rows;
   }
 
+  /** A job's status now (undefined if there is no such job). */
+  async statusOf(id: string): Promise<string | undefined> {
+    const res = await this.pool.query<{ status: string }>({ ...this.queries.getJob, values: [id] });
+    return res.rows[0]?.status;
+  }
+
   async queueDepth(): Promise<Array<{ queue: string; status: string; jobs: number }>> {
     const res = await this.pool.query<{ queue: string; status: string; jobs: string }>({ ...this.queries.queueDepth, values: [] });
     return res.rows.map((r) => ({ queue: r.queue, status: r.status, jobs: Number(r.jobs) }));

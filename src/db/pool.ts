@@ -9,7 +9,7 @@ export interface Queryable {
 export interface ConnectionOptions {
   /** postgres://user:password@host:port/database; when absent, pg reads the PG* variables. */
   connectionString?: string;
-  /** Pool size (default 10). */
+  /** Pool size (default 10; a Worker's own pool defaults to its concurrency + 4). */
   max?: number;
   /** application_name seen in pg_stat_activity. */
   applicationName?: string;

@@ -119,9 +119,11 @@ export function normalizeJob(spec: JobSpec, options: NormalizeOptions = {}): Nor
 }
 
 function parseRunAt(text: string): Date {
-  // ISO 8601 date-time with an explicit offset or Z, or a bare date.
-  if (typeof text !== 'string' || !/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) {
-    throw new SkiplockError(`invalid runAt ${JSON.stringify(text)}: expected an ISO 8601 date-time such as 2030-01-31T12:00:00Z`);
+  // ISO 8601: a date-time with Z or an offset (no local-time guessing), or a bare date (UTC).
+  if (typeof text !== 'string' || !/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/.test(text)) {
+    throw new SkiplockError(
+      `invalid runAt ${JSON.stringify(text)}: expected an ISO 8601 date-time with Z or an offset, such as 2030-01-31T12:00:00Z`,
+    );
   }
   const date = new Date(text);
   if (Number.isNaN(date.getTime())) throw new SkiplockError(`invalid runAt ${JSON.stringify(text)}`);

@@ -95,7 +95,7 @@ export class Executor {
           metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
           run.logger.info({ durationMs }, 'job succeeded');
         } else {
-          this.lose(run, 'complete');
+          await this.refused(run, 'complete');
         }
         return;
       }
@@ -103,7 +103,7 @@ export class Executor {
       const delayMs = backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
       const status = await this.deps.store.fail(job.id, run.token, delayMs, message);
       if (status === undefined) {
-        this.lose(run, 'fail');
+        await this.refused(run, 'fail');
       } else if (status === 'queued') {
         metrics.jobsCompleted.inc({ ...run.labels, outcome: 'retried' });
         run.logger.warn({ err: message, durationMs, retryInMs: delayMs }, 'job failed; will retry');
@@ -122,6 +122,7 @@ export class Executor {
    */
   lose(run: JobRun, reason: LossReason): void {
     if (run.state === 'lost' || run.state === 'handedBack' || run.state === 'committed') return;
+    // A run already writing its result (`finishing`) may still lose: the write matched nothing.
     run.state = 'lost';
     const { metrics } = this.deps;
     if (reason === 'cancelled') {
@@ -137,6 +138,12 @@ export class Executor {
     this.deps.release(run);
   }
 
+  /** A fenced write matched no row: tell a cancellation from a lease lost to someone else. */
+  private async refused(run: JobRun, write: 'complete' | 'fail'): Promise<void> {
+    const status = await this.deps.store.statusOf(run.id).catch(() => undefined);
+    this.lose(run, status === 'cancelled' ? 'cancelled' : write);
+  }
+
   /** ctx.transaction: the handler's writes and the fenced completion in one transaction. */
   private async transaction<T>(run: JobRun, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     if (run.state !== 'running') {
@@ -150,7 +157,7 @@ export class Executor {
       if (run.state !== 'running') throw new JobAbortedError('lease_lost', `job ${run.id} is ${run.state}: rolled back`);
       if (!(await this.deps.store.complete(run.id, run.token, client))) {
         await client.query('ROLLBACK');
-        this.lose(run, 'complete');
+        await this.refused(run, 'complete');
         throw new JobAbortedError('lease_lost', `lease lost before commit: job ${run.id} rolled back`);
       }
       run.state = 'finishing'; // the heartbeat must not take our own completion for a loss
