@@ -52,7 +52,7 @@ export class Metrics {
     this.jobsRunning = new Gauge({ name: `${PREFIX}jobs_running`, help: 'Jobs this worker is running now.', registers });
     this.leaseLosses = new Counter({
       name: `${PREFIX}lease_losses_total`,
-      help: 'Jobs whose lease this worker lost (reaped, re-claimed or cancelled) while running them.',
+      help: 'Jobs whose lease this worker lost (reaped or re-claimed by another worker) while running them.',
       labelNames: ['queue', 'task'],
       registers,
     });

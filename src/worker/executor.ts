@@ -146,8 +146,10 @@ export class Executor {
 
   /** ctx.transaction: the handler's writes and the fenced completion in one transaction. */
   private async transaction<T>(run: JobRun, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (run.transactionStarted) throw new SkiplockError(`ctx.transaction may be called once per run (job ${run.id})`);
+    run.transactionStarted = true;
     if (run.state !== 'running') {
-      throw new JobAbortedError(run.state === 'lost' ? 'lease_lost' : 'shutdown', `job ${run.id} is ${run.state}: no transaction`);
+      throw new JobAbortedError(run.state === 'handedBack' ? 'shutdown' : 'lease_lost', `job ${run.id} is ${run.state}: no transaction`);
     }
     const client = await this.deps.pool.connect();
     let broken: Error | undefined;

@@ -11,6 +11,8 @@ export type RunState = 'running' | 'finishing' | 'committed' | 'lost' | 'handedB
 
 export class JobRun {
   state: RunState = 'running';
+  /** Whether the handler has called ctx.transaction (allowed once). */
+  transactionStarted = false;
   readonly controller = new AbortController();
   /** performance.now() of the claim or of the last renewal that held the lease. */
   renewedAt: number;
