@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { parseDuration, parseInteger } from '../config.js';
 import { SkiplockError, errorMessage } from '../errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, type JobSpec, type NormalizedJob, normalizeJob } from '../producer/jobspec.js';
+import { checkout } from '../db/pool.js';
 import { Producer } from '../producer/producer.js';
 import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
 
@@ -126,13 +127,14 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
   const ctx = openContext(globals, 1);
   const producer = new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
   const started = Date.now();
-  let client;
+  let held;
   try {
-    client = await ctx.pool.connect();
+    held = await checkout(ctx.pool);
   } catch (err) {
     await ctx.pool.end();
     throw ctx.describe(err);
   }
+  const { client } = held;
   let enqueued = 0;
   let deduplicated = 0;
   let skipped = 0;
@@ -179,7 +181,7 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
     await client.query('ROLLBACK').catch(() => undefined);
     throw err instanceof SkiplockError ? err : ctx.describe(err);
   } finally {
-    client.release();
+    held.release();
     await ctx.pool.end();
   }
   const seconds = (Date.now() - started) / 1000;

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type pg from 'pg';
 import { quoteSchema } from '../config.js';
 import { SkiplockError } from '../errors.js';
+import { checkout } from './pool.js';
 import { SQL_DIR, withSchema } from './queries.js';
 
 export interface Migration {
@@ -42,7 +43,7 @@ export function loadMigrations(): Migration[] {
 export async function migrate(pool: pg.Pool, schema: string): Promise<MigrateResult> {
   const quoted = quoteSchema(schema);
   const migrations = loadMigrations();
-  const client = await pool.connect();
+  const { client, release } = await checkout(pool);
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', ['skiplock:migrate', schema]);
@@ -77,6 +78,6 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<MigrateRes
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    release();
   }
 }

@@ -32,6 +32,28 @@ export function createPool(
   return pool;
 }
 
+/**
+ * Checks a client out of the pool with an 'error' listener attached for as long as it is
+ * held: pg-pool listens only to idle clients, and a client that loses its connection while
+ * checked out (backend terminated, server restart) would otherwise crash the process with
+ * an unhandled 'error' event. release() destroys the client when it failed.
+ */
+export async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; release: () => void }> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  const onError = (err: Error): void => {
+    failed ??= err;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release: () => {
+      client.off('error', onError);
+      client.release(failed);
+    },
+  };
+}
+
 /** Where a connection goes, for messages: host:port/database, never the password. */
 export function describeTarget(connectionString?: string): string {
   const env = process.env;

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { JobStore } from '../db/jobstore.js';
+import { checkout } from '../db/pool.js';
 import { SkiplockError, errorMessage } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
@@ -151,8 +152,7 @@ export class Executor {
     if (run.state !== 'running') {
       throw new JobAbortedError(run.state === 'handedBack' ? 'shutdown' : 'lease_lost', `job ${run.id} is ${run.state}: no transaction`);
     }
-    const client = await this.deps.pool.connect();
-    let broken: Error | undefined;
+    const { client, release } = await checkout(this.deps.pool);
     try {
       await client.query('BEGIN');
       const result = await fn(client);
@@ -167,12 +167,10 @@ export class Executor {
       run.state = 'committed';
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
+      await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release(broken);
+      release();
     }
   }
 }
