@@ -119,7 +119,13 @@ describe('worker processes', () => {
     expect(byStatus).toEqual([{ status: 'succeeded', n: String(total) }]);
     expect(await count(`SELECT count(*) AS n FROM ${ledger} WHERE job_id = ANY($1)`, [ids])).toBe(total);
     expect(await count(`SELECT count(DISTINCT job_id) AS n FROM ${ledger} WHERE job_id = ANY($1)`, [ids])).toBe(total);
-    expect(await count(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE queue = 'drain' AND attempts <> 1`)).toBe(0);
+    // A retry is allowed only as a recorded failure (e.g. the server refusing a connection
+    // on a loaded machine), never as a silent second claim.
+    const retried = await db.rows<{ last_error: string | null }>(
+      `SELECT id, attempts, last_error FROM "${db.schema}".jobs WHERE queue = 'drain' AND attempts <> 1`,
+    );
+    if (retried.length > 0) console.log('drain: jobs that needed a retry', retried);
+    expect(retried.filter((r) => r.last_error === null || r.last_error.startsWith('lease expired'))).toEqual([]);
     const pids = await count(`SELECT count(DISTINCT pid) AS n FROM ${ledger} WHERE job_id = ANY($1)`, [ids]);
     expect(pids).toBeGreaterThan(1); // the work really was shared
     console.log(`drain: ${total} jobs, 8 processes x 4, ${seconds.toFixed(1)} s (${Math.round(total / seconds)} jobs/s), ${pids} processes did work`);

@@ -46,15 +46,20 @@ DECLARE
   v_ids bigint[] := '{}';
   v_keys text[] := '{}';        -- concurrency key of each accepted job (NULL for none)
   v_full text[] := '{}';        -- keys passed over in this call
-  v_cand record;
+  c_ids bigint[];
+  c_keys text[];
+  c_limits integer[];
+  v_key text;
   v_running integer;
-  v_seen integer;
   v_round integer := 0;
 BEGIN
   LOOP
     v_round := v_round + 1;
-    v_seen := 0;
-    FOR v_cand IN
+    -- One set-based statement locks the next candidates in claim order.
+    SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.concurrency_key), '{}'),
+           coalesce(array_agg(c.concurrency_limit), '{}')
+      INTO c_ids, c_keys, c_limits
+    FROM (
       SELECT c.id, c.concurrency_key, c.concurrency_limit
       FROM {{schema}}.jobs AS c
       WHERE c.status = 'queued' AND c.run_at <= now() AND c.task = ANY (p_tasks)
@@ -64,33 +69,41 @@ BEGIN
       ORDER BY c.priority, c.run_at, c.id
       LIMIT p_limit - cardinality(v_ids)
       FOR UPDATE SKIP LOCKED
-    LOOP
-      v_seen := v_seen + 1;
-      IF v_cand.concurrency_key IS NULL THEN
-        v_ids := v_ids || v_cand.id;
-        v_keys := v_keys || NULL::text;
-        CONTINUE;
-      END IF;
-      CONTINUE WHEN v_cand.concurrency_key = ANY (v_full);
+    ) AS c;
+    EXIT WHEN cardinality(c_ids) = 0;
+    IF cardinality(array_remove(c_keys, NULL)) = 0 THEN
+      -- The common case: no concurrency keys among them, take them all.
+      v_ids := v_ids || c_ids;
+      v_keys := v_keys || c_keys;
+    ELSE
       IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'skiplock: claims must run under READ COMMITTED (concurrency keys count running jobs)';
       END IF;
-      IF NOT pg_try_advisory_xact_lock(hashtext('skiplock.concurrency:{{schema}}'), hashtext(v_cand.concurrency_key)) THEN
-        v_full := v_full || v_cand.concurrency_key;   -- another claimer is deciding for this key
-        CONTINUE;
-      END IF;
-      SELECT count(*) INTO v_running
-      FROM {{schema}}.jobs AS r
-      WHERE r.concurrency_key = v_cand.concurrency_key AND r.status = 'running';
-      v_running := v_running + coalesce(cardinality(array_positions(v_keys, v_cand.concurrency_key)), 0);
-      IF v_running < v_cand.concurrency_limit THEN
-        v_ids := v_ids || v_cand.id;
-        v_keys := v_keys || v_cand.concurrency_key;
-      ELSE
-        v_full := v_full || v_cand.concurrency_key;
-      END IF;
-    END LOOP;
-    EXIT WHEN v_seen = 0 OR cardinality(v_ids) >= p_limit OR v_round >= 16;
+      FOR i IN 1 .. cardinality(c_ids) LOOP
+        v_key := c_keys[i];
+        IF v_key IS NULL THEN
+          v_ids := v_ids || c_ids[i];
+          v_keys := v_keys || NULL::text;
+          CONTINUE;
+        END IF;
+        CONTINUE WHEN v_key = ANY (v_full);
+        IF NOT pg_try_advisory_xact_lock(hashtext('skiplock.concurrency:{{schema}}'), hashtext(v_key)) THEN
+          v_full := v_full || v_key;   -- another claimer is deciding for this key right now
+          CONTINUE;
+        END IF;
+        SELECT count(*) INTO v_running
+        FROM {{schema}}.jobs AS r
+        WHERE r.concurrency_key = v_key AND r.status = 'running';
+        v_running := v_running + coalesce(cardinality(array_positions(v_keys, v_key)), 0);
+        IF v_running < c_limits[i] THEN
+          v_ids := v_ids || c_ids[i];
+          v_keys := v_keys || v_key;
+        ELSE
+          v_full := v_full || v_key;
+        END IF;
+      END LOOP;
+    END IF;
+    EXIT WHEN cardinality(v_ids) >= p_limit OR v_round >= 16;
   END LOOP;
   IF cardinality(v_ids) = 0 THEN
     RETURN;

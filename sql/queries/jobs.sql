@@ -74,21 +74,56 @@ SET status      = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' 
 WHERE id = $1 AND lease_token = $2 AND status = 'running'
 RETURNING status, run_at;
 
+-- name: finishMany
+-- Records many results in one statement: $3 ok -> succeeded; else requeued after $4 ms
+-- while attempts are left, or failed, with error $5. Fenced per row by id, lease token and
+-- status = 'running'; rows are locked in id order, so flushes never deadlock each other.
+WITH f AS (
+  SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::boolean[], $4::float8[], $5::text[])
+    AS f(id, token, ok, delay_ms, error)
+)
+UPDATE {{schema}}.jobs AS j
+SET status      = CASE WHEN f.ok THEN 'succeeded' WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
+    run_at      = CASE WHEN NOT f.ok AND j.attempts < j.max_attempts THEN now() + f.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+    finished_at = CASE WHEN f.ok OR j.attempts >= j.max_attempts THEN now() END,
+    last_error  = CASE WHEN f.ok THEN j.last_error ELSE f.error END,
+    lease_token = NULL, lease_expires_at = NULL
+FROM f
+-- The subquery locks the rows still running (re-checked on their latest version); the
+-- update then goes by primary key, matching each row's token.
+WHERE j.id = ANY (ARRAY(
+    SELECT l.id FROM {{schema}}.jobs AS l
+    WHERE l.id = ANY ($1::bigint[]) AND l.status = 'running'
+    ORDER BY l.id
+    FOR UPDATE OF l))
+  AND j.id = f.id AND j.lease_token = f.token
+RETURNING j.id, j.status;
+
 -- name: heartbeat
--- Renews the leases of all of one worker's running jobs. Returns one row per job asked
--- about: held = false when the job is no longer this worker's, with its status now
--- (cancelled, or reaped/re-claimed).
-WITH renewed AS (
+-- Renews the leases of all of one worker's jobs. Rows another statement has locked at the
+-- moment are skipped, not waited for (no deadlock with result flushes); they count as held
+-- while they still carry our token. Returns one row per job asked about: held = false when
+-- the job is no longer this worker's, with its status now (cancelled, or reaped/re-claimed).
+WITH h AS (
+  SELECT * FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)
+), renewed AS (
   UPDATE {{schema}}.jobs AS j
   SET lease_expires_at = now() + $3 * interval '1 millisecond'
-  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)
-  WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+  WHERE j.id = ANY (ARRAY(
+    SELECT c.id FROM {{schema}}.jobs AS c JOIN h ON c.id = h.id AND c.lease_token = h.token
+    WHERE c.status = 'running'
+    ORDER BY c.id
+    FOR UPDATE OF c SKIP LOCKED))
   RETURNING j.id
 )
-SELECT h.id, r.id IS NOT NULL AS held, cur.status
-FROM unnest($1::bigint[]) AS h(id)
-LEFT JOIN renewed AS r ON r.id = h.id
-LEFT JOIN {{schema}}.jobs AS cur ON cur.id = h.id AND r.id IS NULL;
+SELECT x.id, x.renewed OR (x.status = 'running' AND x.lease_token = x.token) AS held, x.status
+FROM (
+  SELECT h.id, h.token, r.id IS NOT NULL AS renewed,
+         -- per-row index look-ups, only for the jobs not renewed
+         CASE WHEN r.id IS NULL THEN (SELECT j.status FROM {{schema}}.jobs AS j WHERE j.id = h.id) END AS status,
+         CASE WHEN r.id IS NULL THEN (SELECT j.lease_token FROM {{schema}}.jobs AS j WHERE j.id = h.id) END AS lease_token
+  FROM h LEFT JOIN renewed AS r ON r.id = h.id
+) AS x;
 
 -- name: handBack
 -- Graceful shutdown: unfinished jobs go back to the queue at once, without using up an attempt.

@@ -99,6 +99,26 @@ export class JobStore {
   }
 
   /**
+   * Records many results in one statement, each fenced by its token. Returns the new status
+   * of every job written; a job missing from the map was no longer ours.
+   */
+  async finishMany(
+    results: ReadonlyArray<{ id: string; token: string; ok: boolean; delayMs: number; error: string | null }>,
+  ): Promise<Map<string, 'succeeded' | 'queued' | 'failed'>> {
+    const res = await this.pool.query<{ id: string; status: 'succeeded' | 'queued' | 'failed' }>({
+      ...this.queries.finishMany,
+      values: [
+        results.map((r) => r.id),
+        results.map((r) => r.token),
+        results.map((r) => r.ok),
+        results.map((r) => r.delayMs),
+        results.map((r) => r.error),
+      ],
+    });
+    return new Map(res.rows.map((r) => [r.id, r.status]));
+  }
+
+  /**
    * Renews the leases of these claims in one statement. Returns the jobs no longer held,
    * each with its status now (e.g. 'cancelled'; undefined if the row is gone).
    */

@@ -11,6 +11,7 @@ export const QUERY_NAMES = [
   'claim',
   'complete',
   'fail',
+  'finishMany',
   'heartbeat',
   'handBack',
   'reap',

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { JobStore } from '../db/jobstore.js';
 import { checkout } from '../db/pool.js';
+import type { Completer, FinishStatus } from './completer.js';
 import { SkiplockError, errorMessage } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
@@ -21,8 +22,12 @@ export interface ExecutorDeps {
   metrics: Metrics;
   /** One line for a database error, without secrets. */
   describe(err: unknown): string;
-  /** Called once a run no longer holds a slot. */
+  /** Batches results into fenced statements. */
+  completer: Completer;
+  /** Called once a run no longer holds a slot (its result may still be being written). */
   release(run: JobRun): void;
+  /** Called once a result has been written. */
+  recorded(): void;
 }
 
 /** Why a run stopped holding its claim before recording a result. */
@@ -89,31 +94,30 @@ export class Executor {
       run.logger.warn({ durationMs, state: run.state }, 'job ended after its claim was lost; its result is discarded');
       return;
     }
+    // The slot is free at once; the result is written by the next batched flush.
     run.state = 'finishing';
+    this.deps.release(run);
+    const message = outcome.ok ? null : describeFailure(outcome.error);
+    const delayMs = outcome.ok ? 0 : backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
+    let status: FinishStatus;
     try {
-      if (outcome.ok) {
-        if (await this.deps.store.complete(job.id, run.token)) {
-          metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
-          run.logger.info({ durationMs }, 'job succeeded');
-        } else {
-          await this.refused(run, 'complete');
-        }
-        return;
-      }
-      const message = describeFailure(outcome.error);
-      const delayMs = backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
-      const status = await this.deps.store.fail(job.id, run.token, delayMs, message);
-      if (status === undefined) {
-        await this.refused(run, 'fail');
-      } else if (status === 'queued') {
-        metrics.jobsCompleted.inc({ ...run.labels, outcome: 'retried' });
-        run.logger.warn({ err: message, durationMs, retryInMs: delayMs }, 'job failed; will retry');
-      } else {
-        metrics.jobsCompleted.inc({ ...run.labels, outcome: 'failed' });
-        run.logger.error({ err: message, durationMs }, 'job failed; no attempts left');
-      }
+      status = await this.deps.completer.add(run, outcome.ok, delayMs, message);
     } catch (err) {
       run.logger.error({ err: this.deps.describe(err) }, 'could not record the job result; it returns to the queue when its lease expires');
+      return;
+    }
+    this.deps.recorded();
+    if (status === undefined) {
+      await this.refused(run, outcome.ok ? 'complete' : 'fail');
+    } else if (status === 'succeeded') {
+      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
+      run.logger.info({ durationMs }, 'job succeeded');
+    } else if (status === 'queued') {
+      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'retried' });
+      run.logger.warn({ err: message, durationMs, retryInMs: delayMs }, 'job failed; will retry');
+    } else {
+      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'failed' });
+      run.logger.error({ err: message, durationMs }, 'job failed; no attempts left');
     }
   }
 

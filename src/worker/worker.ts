@@ -14,6 +14,7 @@ import { Listener } from '../notifications/listener.js';
 import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { type BackoffOptions, resolveBackoff } from './backoff.js';
+import { Completer } from './completer.js';
 import { Executor, type ResolvedTask } from './executor.js';
 import { JobAbortedError, JobRun } from './run.js';
 import type { TaskDefinition, TaskHandler, TaskList } from './types.js';
@@ -82,6 +83,9 @@ export class Worker {
   private readonly heartbeat: Periodic;
   private readonly reaper: Reaper | undefined;
   private readonly executor: Executor;
+  private readonly completer: Completer;
+  /** Results waiting to be written beyond which the worker stops claiming (back-pressure). */
+  private readonly maxBacklog: number;
   private readonly active = new Map<string, JobRun>();
   private state: WorkerState = 'idle';
   private fetching: Promise<void> | undefined;
@@ -133,12 +137,22 @@ export class Worker {
         this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
       );
     this.store = new JobStore(this.pool, loadQueries(this.schema));
+    this.completer = new Completer(this.store, {
+      retryForMs: this.leaseMs,
+      onRetry: (err, attempt) =>
+        this.logger.warn({ err: describeDbError(err, this.connectionString).message, attempt }, 'recording job results failed; retrying'),
+    });
+    this.maxBacklog = this.concurrency * 4 + 100;
     this.executor = new Executor({
       store: this.store,
       pool: this.pool,
       metrics: this.metrics,
+      completer: this.completer,
       describe: (err) => describeDbError(err, this.connectionString).message,
       release: (run) => this.release(run),
+      recorded: () => {
+        if (this.moreMayBeWaiting) this.requestFetch();
+      },
     });
     this.metrics.setQueueDepthSource(() => this.store.queueDepth());
 
@@ -255,8 +269,7 @@ export class Worker {
       for (const run of unfinished) this.release(run);
     }
     // Results still being written get a moment to land.
-    const finishing = [...this.active.values()].filter((run) => run.state === 'finishing');
-    if (finishing.length > 0) await this.waitForIdle(Math.min(5000, Math.max(1000, graceMs)));
+    await Promise.race([this.completer.drain(), new Promise((r) => setTimeout(r, Math.min(this.leaseMs, 5000)).unref())]);
     this.metrics.setQueueDepthSource(undefined);
     if (this.ownsPool) await this.pool.end().catch(() => undefined);
     this.state = 'stopped';
@@ -292,7 +305,7 @@ export class Worker {
     do {
       this.fetchAgain = false;
       const free = this.concurrency - this.active.size;
-      if (free <= 0 || this.state !== 'running') return;
+      if (free <= 0 || this.state !== 'running' || this.completer.backlog >= this.maxBacklog) return;
       let claimed: ClaimedJob[];
       try {
         claimed = await this.store.claim({
@@ -341,7 +354,8 @@ export class Worker {
 
   /** One statement renews every running job's lease; jobs not renewed are lost or cancelled. */
   private async renewLeases(): Promise<void> {
-    const runs = [...this.active.values()].filter((run) => run.state === 'running');
+    // Running jobs, and finished ones whose results are still being written.
+    const runs = [...[...this.active.values()].filter((run) => run.state === 'running'), ...this.completer.pendingRuns()];
     if (runs.length === 0) return;
     const sentAt = performance.now();
     let lost: Map<string, string | undefined>;
