@@ -913,3 +913,85 @@ export function serverControl(): ServerControl {
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers of the dedupe, keys, transitions and tickets scenarios
+
+/**
+ * Largest number of [start, end] intervals open at once, per key. An interval that ends at
+ * the very instant another starts does not overlap it.
+ */
+export function maxOverlap(intervals: ReadonlyArray<{ key: string; start: number; end: number }>): Map<string, number> {
+  const byKey = new Map<string, Array<[number, number]>>();
+  for (const i of intervals) {
+    let events = byKey.get(i.key);
+    if (!events) byKey.set(i.key, (events = []));
+    events.push([i.start, 1], [i.end, -1]);
+  }
+  const out = new Map<string, number>();
+  for (const [key, events] of byKey) {
+    events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let open = 0;
+    let max = 0;
+    for (const [, d] of events) max = Math.max(max, (open += d));
+    out.set(key, max);
+  }
+  return out;
+}
+
+/**
+ * Checks `n` clients out of `pool` at once (each on a connection of its own). While the
+ * server has no connection slot free (other sessions share it), waits and tries again.
+ */
+export async function checkoutClients(pool: pg.Pool, n: number, timeoutMs = 60_000): Promise<pg.PoolClient[]> {
+  const clients: pg.PoolClient[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (clients.length < n) {
+    try {
+      clients.push(await pool.connect());
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if ((code !== '53300' && code !== '57P03') || Date.now() > deadline) {
+        for (const c of clients) c.release();
+        throw err;
+      }
+      await delay(200);
+    }
+  }
+  return clients;
+}
+
+/**
+ * Runs `probe` over and over (every `everyMs`, never two at once) until stopped, e.g. to
+ * watch an invariant from outside while a scenario runs. Probe errors are kept, not thrown.
+ */
+export class Sampler {
+  samples = 0;
+  readonly errors: string[] = [];
+  private stopped = false;
+  private readonly done: Promise<void>;
+
+  constructor(
+    private readonly everyMs: number,
+    private readonly probe: () => Promise<void>,
+  ) {
+    this.done = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.probe();
+        this.samples += 1;
+      } catch (err) {
+        this.errors.push(err instanceof Error ? err.message : String(err));
+      }
+      if (!this.stopped) await delay(this.everyMs);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+  }
+}
