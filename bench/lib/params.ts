@@ -1,0 +1,93 @@
+import type { ScenarioName } from './common.js';
+
+/** Sizes of each scenario; `quick` shrinks them for a smoke run. */
+export interface ScenarioParams {
+  /** What the scenario measures, for the result line. */
+  description: string;
+  /** Jobs in the timed part (count-based scenarios). */
+  jobs?: number;
+  /** Concurrent enqueue callers, each with its own connection. */
+  callers?: number;
+  /** Jobs per enqueue call (bulk and mixed producers). */
+  batchSize?: number;
+  /** Worker processes (separate Node processes). */
+  processes?: number;
+  /** Jobs each worker process runs at once. */
+  concurrency?: number;
+  /** Target enqueue rate, jobs per second (open loop). */
+  rate?: number;
+  /** Length of the timed part in seconds (time-based scenarios). */
+  durationS?: number;
+  /** Open-loop producer: shortest time between calls; jobs due meanwhile share one call. */
+  tickMs?: number;
+  /** Leading seconds whose jobs are sent but left out of the figures. */
+  warmupS?: number;
+  /** Producer connection pool size. */
+  producerPool?: number;
+}
+
+export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioParams {
+  const q = <T>(full: T, small: T): T => (quick ? small : full);
+  switch (name) {
+    case 'enqueue_single_1':
+      return { description: 'single-job enqueue calls, one after another, from 1 caller', jobs: q(2000, 200), callers: 1, producerPool: 1 };
+    case 'enqueue_single_16':
+      return { description: 'single-job enqueue calls from 16 concurrent callers (pool of 16)', jobs: q(4000, 400), callers: 16, producerPool: 16 };
+    case 'bulk_enqueue':
+      return { description: 'bulk enqueue calls of batchSize jobs, one after another, from 1 caller', jobs: q(50_000, 5000), batchSize: 1000, callers: 1, producerPool: 1 };
+    case 'drain_1proc':
+      return {
+        description: 'workers started idle, then jobs committed in one bulk call; time from commit to the last job recorded as finished',
+        jobs: q(20_000, 2000),
+        processes: 1,
+        concurrency: 20,
+        producerPool: 1,
+      };
+    case 'drain_2proc':
+      return {
+        description: 'as drain_1proc with 2 worker processes',
+        jobs: q(20_000, 2000),
+        processes: 2,
+        concurrency: 10,
+        producerPool: 1,
+      };
+    case 'latency_low':
+      return {
+        description: 'open-loop single-job enqueue calls at a steady low rate; latency = enqueue call start to handler start (worker in its own process)',
+        rate: 20,
+        tickMs: 10,
+        durationS: q(10, 3),
+        warmupS: 1,
+        processes: 1,
+        concurrency: 10,
+        producerPool: 4,
+      };
+    case 'latency_high':
+      return {
+        description: 'as latency_low at a high rate: the jobs due in each 10 ms tick go out in one enqueue call (about 10 per call)',
+        rate: 1000,
+        tickMs: 10,
+        durationS: q(10, 3),
+        warmupS: 1,
+        processes: 1,
+        concurrency: 10,
+        producerPool: 8,
+      };
+    case 'mixed':
+      return {
+        description: 'closed-loop producers (callers x batchSize) and worker processes running at once for a fixed time',
+        durationS: q(15, 4),
+        callers: 4,
+        batchSize: 10,
+        processes: 2,
+        concurrency: 10,
+        producerPool: 4,
+      };
+  }
+}
+
+/** Server connections a scenario may hold at once, to keep under max_connections. */
+export function connectionsNeeded(params: ScenarioParams, workerConnections: (concurrency: number) => number): number {
+  const workers = (params.processes ?? 0) * (params.concurrency !== undefined ? workerConnections(params.concurrency) : 0);
+  return workers + (params.producerPool ?? 1) + 2;
+}

@@ -1,0 +1,63 @@
+import { SYSTEMS, type ScenarioName, type SystemName, round } from './common.js';
+
+/** The figure(s) of each scenario that the skiplock/peer ratios are taken on. */
+export const HEADLINES: Readonly<Record<ScenarioName, ReadonlyArray<{ metric: string; better: 'higher' | 'lower' }>>> = {
+  enqueue_single_1: [{ metric: 'jobs_per_s', better: 'higher' }],
+  enqueue_single_16: [{ metric: 'jobs_per_s', better: 'higher' }],
+  bulk_enqueue: [{ metric: 'jobs_per_s', better: 'higher' }],
+  drain_1proc: [{ metric: 'jobs_per_s', better: 'higher' }],
+  drain_2proc: [{ metric: 'jobs_per_s', better: 'higher' }],
+  latency_low: [
+    { metric: 'p50_ms', better: 'lower' },
+    { metric: 'p99_ms', better: 'lower' },
+  ],
+  latency_high: [
+    { metric: 'p50_ms', better: 'lower' },
+    { metric: 'p99_ms', better: 'lower' },
+  ],
+  mixed: [
+    { metric: 'processed_per_s', better: 'higher' },
+    { metric: 'p99_ms', better: 'lower' },
+  ],
+};
+
+export interface ResultLine {
+  type: 'result';
+  scenario: ScenarioName;
+  system: SystemName;
+  version: string;
+  ok: boolean;
+  error?: string;
+  wall_s: number;
+  figures: Record<string, unknown>;
+  conditions: Record<string, unknown>;
+}
+
+export const RATIO_NOTE =
+  'ratio = skiplock figure / peer figure. For throughput metrics (better: higher) a ratio above 1 means skiplock is faster; ' +
+  'for latency metrics (better: lower) a ratio below 1 means skiplock is faster. null: a side is missing or failed.';
+
+/** skiplock/peer for each scenario's headline figures, from the result lines of one run (or medians). */
+export function ratios(figureOf: (scenario: ScenarioName, system: SystemName, metric: string) => number | undefined, scenarios: readonly ScenarioName[]) {
+  const out: Record<string, Record<string, Record<string, unknown>>> = {};
+  for (const scenario of scenarios) {
+    const perMetric: Record<string, Record<string, unknown>> = {};
+    for (const { metric, better } of HEADLINES[scenario]) {
+      const mine = figureOf(scenario, 'skiplock', metric);
+      const entry: Record<string, unknown> = { better };
+      for (const peer of SYSTEMS) {
+        if (peer === 'skiplock') continue;
+        const theirs = figureOf(scenario, peer, metric);
+        entry[peer] = mine !== undefined && theirs !== undefined && theirs > 0 ? round(mine / theirs, 3) : null;
+      }
+      perMetric[metric] = entry;
+    }
+    out[scenario] = perMetric;
+  }
+  return out;
+}
+
+export function numberAt(record: Record<string, unknown>, key: string): number | undefined {
+  const value = record[key];
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}

@@ -1,0 +1,343 @@
+/**
+ * Runs one scenario for one system in a database the orchestrator (bench/run.ts) created,
+ * and sends back its figures and conditions over IPC. Worker processes, where the scenario
+ * has them, are forked from here (bench/worker.ts).
+ */
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import {
+  type Payload,
+  type ScenarioName,
+  errorText,
+  inParallel,
+  isScenario,
+  nowMs,
+  round,
+  sleep,
+  summarizeLatencies,
+} from './lib/common.js';
+import { Fleet } from './lib/fleet.js';
+import { type ScenarioParams, scenarioParams } from './lib/params.js';
+import { type FromScenario, type ScenarioRequest, type WorkerFinal, send } from './lib/proc.js';
+import { loadAdapter } from './systems/index.js';
+import type { SystemAdapter } from './systems/types.js';
+
+const DRAIN_TIMEOUT_MS = 180_000;
+const SETTLE_MS = 500;
+/** Open-loop producers stop issuing new calls while this many are in flight. */
+const MAX_IN_FLIGHT = 256;
+
+interface Context {
+  adapter: SystemAdapter;
+  url: string;
+  params: ScenarioParams;
+}
+
+interface Outcome {
+  figures: Record<string, unknown>;
+  conditions: Record<string, unknown>;
+}
+
+let fleet: Fleet | undefined;
+
+function need(value: number | undefined, what: string): number {
+  if (value === undefined) throw new Error(`scenario parameter ${what} is missing`);
+  return value;
+}
+
+function perSecond(count: number, ms: number): number {
+  return round(count / (ms / 1000), 0);
+}
+
+function workerErrors(finals: readonly WorkerFinal[]): Record<string, unknown> {
+  const count = finals.reduce((n, f) => n + f.errorCount, 0);
+  return count === 0 ? { worker_errors: 0 } : { worker_errors: count, worker_error_samples: finals.flatMap((f) => f.errors).slice(0, 3) };
+}
+
+async function enqueueSingle({ adapter, url, params }: Context): Promise<Outcome> {
+  const callers = need(params.callers, 'callers');
+  const perCaller = Math.ceil(need(params.jobs, 'jobs') / callers);
+  const producer = await adapter.producer(url, need(params.producerPool, 'producerPool'));
+  try {
+    let seq = 0;
+    const warmupPerCaller = 5;
+    await inParallel(callers, async () => {
+      for (let k = 0; k < warmupPerCaller; k++) await producer.enqueue({ i: seq++, t: nowMs() });
+    });
+    const callMs: number[] = [];
+    const t0 = performance.now();
+    await inParallel(callers, async () => {
+      for (let k = 0; k < perCaller; k++) {
+        const started = performance.now();
+        await producer.enqueue({ i: seq++, t: nowMs() });
+        callMs.push(performance.now() - started);
+      }
+    });
+    const elapsed = performance.now() - t0;
+    const jobs = perCaller * callers;
+    return {
+      figures: { jobs_per_s: perSecond(jobs, elapsed), elapsed_s: round(elapsed / 1000, 3), call_latency: summarizeLatencies(callMs) },
+      conditions: { jobs, callers, producer_pool: params.producerPool, warmup_calls: warmupPerCaller * callers },
+    };
+  } finally {
+    await producer.close();
+  }
+}
+
+async function bulkEnqueue({ adapter, url, params }: Context): Promise<Outcome> {
+  const batchSize = need(params.batchSize, 'batchSize');
+  const batches = Math.ceil(need(params.jobs, 'jobs') / batchSize);
+  const producer = await adapter.producer(url, need(params.producerPool, 'producerPool'));
+  try {
+    let seq = 0;
+    const batch = (): Payload[] => Array.from({ length: batchSize }, () => ({ i: seq++, t: nowMs() }));
+    await producer.enqueueMany(batch()); // warm-up, untimed
+    const callMs: number[] = [];
+    const t0 = performance.now();
+    for (let b = 0; b < batches; b++) {
+      const jobs = batch();
+      const started = performance.now();
+      await producer.enqueueMany(jobs);
+      callMs.push(performance.now() - started);
+    }
+    const elapsed = performance.now() - t0;
+    const jobs = batches * batchSize;
+    return {
+      figures: { jobs_per_s: perSecond(jobs, elapsed), elapsed_s: round(elapsed / 1000, 3), call_latency: summarizeLatencies(callMs) },
+      conditions: { jobs, batch_size: batchSize, callers: 1, producer_pool: params.producerPool, warmup_batches: 1 },
+    };
+  } finally {
+    await producer.close();
+  }
+}
+
+async function drain({ adapter, url, params }: Context): Promise<Outcome> {
+  const jobs = need(params.jobs, 'jobs');
+  const processes = need(params.processes, 'processes');
+  const concurrency = need(params.concurrency, 'concurrency');
+  fleet = await Fleet.start(processes, { system: adapter.name, url, concurrency, latencyFromIndex: -1 });
+  const checker = new pg.Client({ connectionString: url });
+  await checker.connect();
+  const producer = await adapter.producer(url, 1);
+  try {
+    const payloads: Payload[] = Array.from({ length: jobs }, (_, i) => ({ i, t: 0 }));
+    await sleep(SETTLE_MS);
+    const loadStart = performance.now();
+    await producer.enqueueMany(payloads);
+    const t0 = performance.now();
+    const t0Wall = nowMs();
+    const current = fleet;
+    await current.waitFor(() => current.handled >= jobs, DRAIN_TIMEOUT_MS, `${jobs} jobs were not all started`);
+    let polls = 0;
+    for (;;) {
+      polls += 1;
+      if ((await adapter.remaining(checker)) === 0) break;
+      await sleep(5);
+      if (performance.now() - t0 > DRAIN_TIMEOUT_MS) throw new Error('jobs were started but not all recorded as finished');
+    }
+    const t1 = performance.now();
+    const lastStart = current.lastAt;
+    await sleep(200); // let late duplicates, if any, show up in the counts
+    const finals = await current.stop();
+    const handled = finals.reduce((n, f) => n + f.handled, 0);
+    return {
+      figures: {
+        jobs_per_s: perSecond(jobs, t1 - t0),
+        elapsed_s: round((t1 - t0) / 1000, 3),
+        started_jobs_per_s: perSecond(jobs, lastStart - t0Wall),
+        load_jobs_per_s: perSecond(jobs, t0 - loadStart),
+        handled,
+        duplicates: handled - jobs,
+        completion_polls: polls,
+        ...workerErrors(finals),
+      },
+      conditions: {
+        jobs,
+        processes,
+        concurrency_per_process: concurrency,
+        load: `one bulk enqueue call of ${jobs} jobs while the workers were idle`,
+        worker: adapter.workerConfig(concurrency),
+        clock_offsets_ms: current.clockOffsetsMs.map((o) => round(o, 3)),
+      },
+    };
+  } finally {
+    await producer.close();
+    await checker.end();
+  }
+}
+
+async function latency({ adapter, url, params }: Context): Promise<Outcome> {
+  const rate = need(params.rate, 'rate');
+  const tickMs = need(params.tickMs, 'tickMs');
+  const warmupJobs = Math.round(rate * need(params.warmupS, 'warmupS'));
+  const total = warmupJobs + Math.round(rate * need(params.durationS, 'durationS'));
+  const concurrency = need(params.concurrency, 'concurrency');
+  fleet = await Fleet.start(1, { system: adapter.name, url, concurrency, latencyFromIndex: warmupJobs });
+  const producer = await adapter.producer(url, need(params.producerPool, 'producerPool'));
+  try {
+    await sleep(SETTLE_MS);
+    const inFlight = new Set<Promise<void>>();
+    const callMs: number[] = [];
+    let failure: unknown;
+    let maxInFlight = 0;
+    let throttled = 0;
+    let sent = 0;
+    let calls = 0;
+    let measuredFrom = 0;
+    const start = performance.now();
+    // Open loop: at each tick, the jobs that have come due since the last one go out in one
+    // call (enqueue for one job, enqueueMany for several), without waiting for earlier calls.
+    while (sent < total && failure === undefined) {
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1);
+      if (sent < due) {
+        if (inFlight.size >= MAX_IN_FLIGHT) {
+          throttled += 1;
+          await Promise.race(inFlight);
+          continue;
+        }
+        const first = sent;
+        sent = due;
+        if (first <= warmupJobs && warmupJobs < sent) measuredFrom = performance.now();
+        const t = nowMs();
+        const payloads: Payload[] = Array.from({ length: sent - first }, (_, k) => ({ i: first + k, t }));
+        const called = performance.now();
+        calls += 1;
+        const call: Promise<void> = (payloads.length === 1 ? producer.enqueue(payloads[0] as Payload) : producer.enqueueMany(payloads))
+          .then(() => {
+            if (first >= warmupJobs) callMs.push(performance.now() - called);
+          })
+          .catch((err: unknown) => {
+            failure ??= err;
+          })
+          .finally(() => inFlight.delete(call));
+        inFlight.add(call);
+        maxInFlight = Math.max(maxInFlight, inFlight.size);
+      }
+      const nextDue = start + (sent / rate) * 1000;
+      await sleep(Math.max(tickMs, nextDue - performance.now()));
+    }
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+    const sendMs = performance.now() - measuredFrom;
+    const current = fleet;
+    await current.waitFor(() => current.handled >= total, 30_000, 'not every job was started', 5);
+    const finals = await current.stop();
+    const latencies = finals.flatMap((f) => f.latencies);
+    const handled = finals.reduce((n, f) => n + f.handled, 0);
+    return {
+      figures: {
+        ...summarizeLatencies(latencies),
+        achieved_rate: perSecond(total - warmupJobs, sendMs),
+        jobs_per_call: round(total / calls, 2),
+        enqueue_call: summarizeLatencies(callMs),
+        handled,
+        duplicates: handled - total,
+        max_in_flight_calls: maxInFlight,
+        throttled_ticks: throttled,
+        ...workerErrors(finals),
+      },
+      conditions: {
+        rate,
+        tick_ms: tickMs,
+        duration_s: params.durationS,
+        warmup_s: params.warmupS,
+        jobs_measured: total - warmupJobs,
+        processes: 1,
+        concurrency_per_process: concurrency,
+        producer_pool: params.producerPool,
+        producer: `open loop in the scenario process: every ${tickMs} ms (or when the next job is due, if later) the jobs due so far go out in one call, enqueue() for one job and enqueueMany() for more; calls overlap`,
+        worker: adapter.workerConfig(concurrency),
+        clock_offsets_ms: current.clockOffsetsMs.map((o) => round(o, 3)),
+      },
+    };
+  } finally {
+    await producer.close();
+  }
+}
+
+async function mixed({ adapter, url, params }: Context): Promise<Outcome> {
+  const durationMs = need(params.durationS, 'durationS') * 1000;
+  const callers = need(params.callers, 'callers');
+  const batchSize = need(params.batchSize, 'batchSize');
+  const processes = need(params.processes, 'processes');
+  const concurrency = need(params.concurrency, 'concurrency');
+  fleet = await Fleet.start(processes, { system: adapter.name, url, concurrency, latencyFromIndex: 0 });
+  const producer = await adapter.producer(url, need(params.producerPool, 'producerPool'));
+  try {
+    await sleep(SETTLE_MS);
+    let seq = 0;
+    let enqueued = 0;
+    const t0 = performance.now();
+    const end = t0 + durationMs;
+    await inParallel(callers, async () => {
+      while (performance.now() < end) {
+        const batch: Payload[] = Array.from({ length: batchSize }, () => ({ i: seq++, t: nowMs() }));
+        await producer.enqueueMany(batch);
+        enqueued += batch.length;
+      }
+    });
+    const elapsed = performance.now() - t0;
+    const current = fleet;
+    const handledInWindow = current.handled;
+    const finals = await current.stop();
+    const latencies = finals.flatMap((f) => f.latencies);
+    return {
+      figures: {
+        processed_per_s: perSecond(handledInWindow, elapsed),
+        enqueued_per_s: perSecond(enqueued, elapsed),
+        backlog_at_end: enqueued - handledInWindow,
+        ...summarizeLatencies(latencies),
+        ...workerErrors(finals),
+      },
+      conditions: {
+        duration_s: round(elapsed / 1000, 3),
+        callers,
+        batch_size: batchSize,
+        producer: 'closed loop: each caller enqueues batch_size jobs per call, back to back',
+        producer_pool: params.producerPool,
+        processes,
+        concurrency_per_process: concurrency,
+        worker: adapter.workerConfig(concurrency),
+        clock_offsets_ms: current.clockOffsetsMs.map((o) => round(o, 3)),
+      },
+    };
+  } finally {
+    await producer.close();
+  }
+}
+
+const RUNNERS: Readonly<Record<ScenarioName, (ctx: Context) => Promise<Outcome>>> = {
+  enqueue_single_1: enqueueSingle,
+  enqueue_single_16: enqueueSingle,
+  bulk_enqueue: bulkEnqueue,
+  drain_1proc: drain,
+  drain_2proc: drain,
+  latency_low: latency,
+  latency_high: latency,
+  mixed,
+};
+
+async function main(request: ScenarioRequest): Promise<FromScenario> {
+  if (!isScenario(request.scenario)) throw new Error(`unknown scenario ${request.scenario}`);
+  const adapter = await loadAdapter(request.system);
+  const params = scenarioParams(request.scenario, request.quick);
+  await adapter.setup(request.url);
+  const outcome = await RUNNERS[request.scenario]({ adapter, url: request.url, params });
+  return { type: 'result', figures: outcome.figures, conditions: { description: params.description, ...outcome.conditions } };
+}
+
+process.once('message', (raw) => {
+  const request = raw as ScenarioRequest;
+  main(request)
+    .catch((err: unknown): FromScenario => ({ type: 'fatal', message: errorText(err) }))
+    .then(async (reply) => {
+      fleet?.kill();
+      const code = reply.type === 'result' ? 0 : 1;
+      process.exitCode = code;
+      await send(process, reply);
+      process.disconnect();
+      // Some libraries keep timers after stop/close; the result is sent, so leave now.
+      setTimeout(() => process.exit(code), 100).unref();
+    })
+    .catch(() => process.exit(1));
+});

@@ -1,0 +1,66 @@
+import type pg from 'pg';
+import { Producer, Worker, createPool, migrate } from '../../src/index.js';
+import type { Payload } from '../lib/common.js';
+import { type ProducerHandle, type SystemAdapter, TASK, type WorkerHandle, type WorkerSettings } from './types.js';
+import { installedVersion } from './version.js';
+
+const SCHEMA = 'skiplock';
+
+/**
+ * skiplock through its public API only, with its documented defaults: NOTIFY wake-ups, a
+ * 2 s fallback poll, a worker pool of concurrency + 4 connections plus one listener.
+ */
+export const skiplock: SystemAdapter = {
+  name: 'skiplock',
+  version: installedVersion('skiplock'),
+
+  async setup(url: string): Promise<void> {
+    const pool = createPool({ connectionString: url, max: 1 });
+    try {
+      await migrate(pool, SCHEMA);
+    } finally {
+      await pool.end();
+    }
+  },
+
+  async producer(url: string, poolSize: number): Promise<ProducerHandle> {
+    const producer = new Producer({ connectionString: url, max: poolSize, schema: SCHEMA });
+    return {
+      async enqueue(payload: Payload): Promise<void> {
+        await producer.enqueue(TASK, payload);
+      },
+      async enqueueMany(payloads: readonly Payload[]): Promise<void> {
+        await producer.enqueueMany(payloads.map((payload) => ({ task: TASK, payload })));
+      },
+      close: () => producer.close(),
+    };
+  },
+
+  async startWorker(url: string, settings: WorkerSettings): Promise<WorkerHandle> {
+    const worker = new Worker({
+      connectionString: url,
+      schema: SCHEMA,
+      concurrency: settings.concurrency,
+      tasks: {
+        [TASK]: async (payload: Payload) => {
+          settings.onJob(payload);
+        },
+      },
+    });
+    await worker.start();
+    return { stop: () => worker.stop({ graceMs: 2000 }) };
+  },
+
+  async remaining(client: pg.Client): Promise<number> {
+    const res = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${SCHEMA}.jobs WHERE status IN ('queued', 'running')`);
+    return res.rows[0]?.n ?? 0;
+  },
+
+  workerConfig(concurrency: number): Record<string, unknown> {
+    return { concurrency, pool_max: concurrency + 4, listen: true, pollIntervalMs: 2000, note: 'library defaults' };
+  },
+
+  workerConnections(concurrency: number): number {
+    return concurrency + 4 + 1;
+  },
+};

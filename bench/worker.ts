@@ -1,0 +1,84 @@
+/**
+ * One worker process of a benchmark: starts the given system's worker with a no-op handler
+ * and reports to its parent over IPC how many jobs it has started (every 10 ms while that
+ * changes) and, at the end, each job's enqueue-to-start latency.
+ */
+import { type Payload, errorText, nowMs } from './lib/common.js';
+import { type FromWorker, type ToWorker, type WorkerInit, send } from './lib/proc.js';
+import { loadAdapter } from './systems/index.js';
+import type { WorkerHandle } from './systems/types.js';
+
+const REPORT_EVERY_MS = 10;
+const STOP_TIMEOUT_MS = 10_000;
+
+let handled = 0;
+let lastAt = 0;
+let reported = -1;
+const latencies: number[] = [];
+const errors: string[] = [];
+let errorCount = 0;
+let worker: WorkerHandle | undefined;
+let timer: NodeJS.Timeout | undefined;
+
+function tell(message: FromWorker): Promise<void> {
+  return send(process, message);
+}
+
+function onError(err: unknown): void {
+  errorCount += 1;
+  if (errors.length < 5) errors.push(errorText(err).slice(0, 500));
+}
+
+async function init(message: WorkerInit): Promise<void> {
+  const adapter = await loadAdapter(message.system);
+  const from = message.latencyFromIndex;
+  worker = await adapter.startWorker(message.url, {
+    concurrency: message.concurrency,
+    onJob: (payload: Payload) => {
+      const at = nowMs();
+      handled += 1;
+      lastAt = at;
+      if (from >= 0 && payload.i >= from) latencies.push(at - payload.t);
+    },
+    onError,
+  });
+  timer = setInterval(() => {
+    if (handled === reported) return;
+    reported = handled;
+    void tell({ type: 'count', handled, lastAt }).catch(() => undefined);
+  }, REPORT_EVERY_MS);
+  await tell({ type: 'ready', pid: process.pid });
+}
+
+async function stop(): Promise<void> {
+  if (timer) clearInterval(timer);
+  const stopping = worker?.stop().catch(onError);
+  await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, STOP_TIMEOUT_MS).unref())]);
+  await tell({ type: 'final', handled, lastAt, latencies, errors, errorCount });
+  process.disconnect();
+  // Libraries may keep timers alive after stop; the run is over either way.
+  setTimeout(() => process.exit(0), 200).unref();
+}
+
+process.on('message', (raw) => {
+  const message = raw as ToWorker;
+  switch (message.type) {
+    case 'init':
+      init(message).catch(async (err: unknown) => {
+        await tell({ type: 'fatal', message: errorText(err) }).catch(() => undefined);
+        process.exit(1);
+      });
+      break;
+    case 'clock':
+      void tell({ type: 'clock', sentAt: message.sentAt, childAt: nowMs() });
+      break;
+    case 'stop':
+      void stop();
+      break;
+  }
+});
+
+// The parent went away (or killed the run): do not linger.
+process.on('disconnect', () => {
+  setTimeout(() => process.exit(0), 500).unref();
+});
