@@ -77,9 +77,13 @@ describe('worker processes', () => {
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ ok: true, state: 'running', listening: true });
-    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-    expect(res.status).toBe(200);
-    const text = await res.text();
+    // Counters follow the batched write that made the rows succeeded: scrape until they have.
+    const text = await waitFor(async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(res.status).toBe(200);
+      const body = await res.text();
+      return body.includes('outcome="succeeded"} 50') ? body : undefined;
+    });
     const value = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? NaN);
     expect(value(/^skiplock_jobs_completed_total\{queue="scrape",task="ledger",outcome="succeeded"\} (\d+)$/m)).toBe(50);
     expect(value(/^skiplock_job_duration_seconds_count\{queue="scrape",task="ledger"\} (\d+)$/m)).toBe(50);

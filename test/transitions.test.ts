@@ -205,6 +205,11 @@ describe('cancel', () => {
     expect(won > 0 && won < n, 'each side won some races').toBe(true);
     // The worker counts a cancel that beat its completion as a cancel, not as a lost lease.
     const labels = { queue: 'cvc', task: 'finisher' };
+    // Results are recorded in batches after the slots free up: wait until all are counted.
+    const counted = async (): Promise<number> =>
+      (await counter(worker.metrics.jobsCompleted, { ...labels, outcome: 'cancelled' })) +
+      (await counter(worker.metrics.jobsCompleted, { ...labels, outcome: 'succeeded' }));
+    await waitFor(async () => (await counted()) === n || undefined, 10_000, 'every result to be counted');
     expect(await counter(worker.metrics.jobsCompleted, { ...labels, outcome: 'cancelled' })).toBe(won);
     expect(await counter(worker.metrics.jobsCompleted, { ...labels, outcome: 'succeeded' })).toBe(n - won);
     expect(await counter(worker.metrics.leaseLosses, labels)).toBe(0);

@@ -142,7 +142,11 @@ describe('worker', () => {
     const row = await job(id);
     expect(row.attempts).toBe(3);
     expect(row.last_error).toBe('TypeError: nope 3');
-    const text = await worker.metrics.registry.getSingleMetricAsString('skiplock_jobs_completed_total');
+    // The metric follows the batched write that made the row failed: wait for it.
+    const text = await waitFor(async () => {
+      const t = await worker.metrics.registry.getSingleMetricAsString('skiplock_jobs_completed_total');
+      return t.includes('outcome="failed"} 1') ? t : undefined;
+    });
     expect(text).toContain('outcome="retried"} 2');
     expect(text).toContain('outcome="failed"} 1');
     await worker.stop();
@@ -285,7 +289,10 @@ describe('worker', () => {
       const rows = await db.rows<{ n: string }>(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE id = ANY($1) AND status = 'succeeded'`, [ids]);
       return rows[0]?.n === '20' || undefined;
     });
-    const text = await metrics.text();
+    const text = await waitFor(async () => {
+      const t = await metrics.text();
+      return t.includes('outcome="succeeded"} 20') ? t : undefined;
+    });
     expect(text).toContain('skiplock_jobs_completed_total{queue="metrics",task="measured",outcome="succeeded"} 20');
     expect(text).toContain('skiplock_job_duration_seconds_count{queue="metrics",task="measured"} 20');
     expect(text).toContain('skiplock_job_wait_seconds_count{queue="metrics",task="measured"} 20');
