@@ -75,3 +75,18 @@ export function checkInteger(value: number, what: string, min: number, max: numb
 export function checkDuration(ms: number, what: string, min: number, max = MAX_TIMER_MS): number {
   return checkInteger(ms, `${what} (ms)`, min, max);
 }
+
+/** The longest finite retention (100 years, in ms). */
+const MAX_RETENTION_MS = 100 * 365 * 86_400_000;
+
+/** Checks a retention in milliseconds: 0 up to 100 years, or Infinity (keep forever). */
+export function checkRetention(ms: number, what: string): number {
+  if (ms === Number.POSITIVE_INFINITY) return ms;
+  return checkInteger(ms, `${what} (ms)`, 0, MAX_RETENTION_MS);
+}
+
+/** Parses a retention: a duration (see parseDuration) or "forever". */
+export function parseRetention(text: string, what: string): number {
+  if (text.trim() === 'forever') return Number.POSITIVE_INFINITY;
+  return checkRetention(parseDuration(text, what), what);
+}

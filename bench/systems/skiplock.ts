@@ -5,6 +5,8 @@ import { type ProducerHandle, type SystemAdapter, TASK, type WorkerHandle, type 
 import { installedVersion } from './version.js';
 
 const SCHEMA = 'skiplock';
+/** Claimed jobs buffered per worker on top of the running ones (docs/performance.md, "Throughput"). */
+const PREFETCH = 500;
 
 /**
  * skiplock through its public API only, with its documented defaults: NOTIFY wake-ups, a
@@ -41,6 +43,7 @@ export const skiplock: SystemAdapter = {
       connectionString: url,
       schema: SCHEMA,
       concurrency: settings.concurrency,
+      prefetch: PREFETCH,
       tasks: {
         [TASK]: async (payload: Payload) => {
           settings.onJob(payload);
@@ -57,7 +60,7 @@ export const skiplock: SystemAdapter = {
   },
 
   workerConfig(concurrency: number): Record<string, unknown> {
-    return { concurrency, pool_max: concurrency + 4, listen: true, pollIntervalMs: 2000, note: 'library defaults' };
+    return { concurrency, prefetch: PREFETCH, pool_max: concurrency + 4, listen: true, pollIntervalMs: 2000, note: 'library defaults but prefetch' };
   },
 
   workerConnections(concurrency: number): number {

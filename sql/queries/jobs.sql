@@ -54,8 +54,11 @@ WHERE dedupe_key = ANY ($1::text[]) AND status IN ('queued', 'running');
 -- name: claim
 -- $1 task names the worker has handlers for, $2 queues (NULL = all), $3 how many,
 -- $4 lease ms, $5 worker id. See claim_jobs in sql/migrations/0002_keys_and_timeouts.sql.
-SELECT id, queue, task, payload, priority, run_at, attempts, max_attempts, lease_token, created_at, started_at,
-       timeout_ms, dedupe_key, concurrency_key
+-- Times come as epoch milliseconds: much cheaper for the client to turn into Dates than text.
+SELECT id, queue, task, payload, priority, attempts, max_attempts, lease_token, timeout_ms, dedupe_key, concurrency_key,
+       (extract(epoch FROM run_at) * 1000)::float8 AS run_at_ms,
+       (extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms,
+       (extract(epoch FROM started_at) * 1000)::float8 AS started_at_ms
 FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text);
 
 -- name: complete
@@ -73,6 +76,52 @@ SET status      = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' 
     last_error = $4, lease_token = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_token = $2 AND status = 'running'
 RETURNING status, run_at;
+
+-- name: completeMany
+-- Marks many jobs succeeded in one statement, each fenced by id, lease token and status =
+-- 'running'. Rows are locked in id order first, so concurrent flushes never deadlock.
+UPDATE {{schema}}.jobs AS j
+SET status = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+FROM unnest($1::bigint[], $2::uuid[]) AS f(id, token)
+WHERE j.id = ANY (ARRAY(
+    SELECT l.id FROM {{schema}}.jobs AS l
+    WHERE l.id = ANY ($1::bigint[]) AND l.status = 'running'
+    ORDER BY l.id
+    FOR UPDATE OF l))
+  AND j.id = f.id AND j.lease_token = f.token
+RETURNING j.id;
+
+-- name: deleteCompletedMany
+-- As completeMany for a worker that keeps no succeeded jobs: they are deleted at once.
+DELETE FROM {{schema}}.jobs AS j
+USING unnest($1::bigint[], $2::uuid[]) AS f(id, token)
+WHERE j.id = ANY (ARRAY(
+    SELECT l.id FROM {{schema}}.jobs AS l
+    WHERE l.id = ANY ($1::bigint[]) AND l.status = 'running'
+    ORDER BY l.id
+    FOR UPDATE OF l))
+  AND j.id = f.id AND j.lease_token = f.token AND j.status = 'running'
+RETURNING j.id;
+
+-- name: deleteCompleted
+-- complete for a worker that keeps no succeeded jobs (inside ctx.transaction).
+DELETE FROM {{schema}}.jobs
+WHERE id = $1 AND lease_token = $2 AND status = 'running'
+RETURNING id;
+
+-- name: prune
+-- Deletes up to $3 finished jobs in statuses $1 that finished more than $2 ms ago, oldest
+-- first. SKIP LOCKED and the re-check keep concurrent pruners (and retries) apart.
+DELETE FROM {{schema}}.jobs AS j
+WHERE j.id = ANY (ARRAY(
+    SELECT p.id FROM {{schema}}.jobs AS p
+    WHERE p.finished_at IS NOT NULL AND p.finished_at < now() - $2 * interval '1 millisecond'
+      AND p.status = ANY ($1::text[])
+    ORDER BY p.finished_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED))
+  AND j.status = ANY ($1::text[]) AND j.finished_at < now() - $2 * interval '1 millisecond'
+RETURNING j.status;
 
 -- name: finishMany
 -- Records many results in one statement: $3 ok -> succeeded; else requeued after $4 ms

@@ -1,5 +1,5 @@
-import { Command } from 'commander';
-import { parseDuration, parseInteger, validateName } from '../config.js';
+import { Command, Option } from 'commander';
+import { parseDuration, parseInteger, parseRetention, validateName } from '../config.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import { SkiplockError, errorMessage } from '../errors.js';
@@ -12,6 +12,10 @@ import { type GlobalOptions, UsageError, openContext, optionParser } from './com
 
 interface WorkerCliOptions {
   concurrency: number;
+  prefetch?: number;
+  keepSucceeded: number;
+  keepFailed: number;
+  pruneInterval: number;
   queues?: string[];
   tasks: string;
   lease: number;
@@ -31,6 +35,11 @@ export function workerCommand(): Command {
     .description('run a worker daemon: claims and runs jobs until SIGTERM/SIGINT')
     .option('--concurrency <n>', 'jobs run at once', optionParser((t) => parseInteger(t, 'concurrency', 1, 10_000)), 10)
     .option(
+      '--prefetch <n>',
+      'claimed jobs buffered on top of the running ones, so claims come in larger batches (default: = --concurrency; 0 = none)',
+      optionParser((t) => parseInteger(t, 'prefetch', 0, 100_000)),
+    )
+    .option(
       '--queues <a,b>',
       'comma-separated queues to take jobs from (default: all)',
       optionParser((t) => t.split(',').map((q) => validateName('queue', q.trim()))),
@@ -41,13 +50,24 @@ export function workerCommand(): Command {
     .option('--poll-interval <duration>', 'fallback poll for delayed jobs and missed notifications', duration('poll interval'), 2000)
     .option('--reaper-interval <duration>', 'how often to look for expired leases (0 = never in this worker)', duration('reaper interval'), 5000)
     .option('--shutdown-grace <duration>', 'on SIGTERM/SIGINT, how long running jobs may finish before they are handed back', duration('shutdown grace'), 10_000)
+    .addOption(
+      new Option('--keep-succeeded <duration>', 'how long succeeded jobs stay in the table: a duration, 0 (deleted as they succeed: fastest) or forever')
+        .argParser(optionParser((t) => parseRetention(t, 'succeeded job retention')))
+        .default(86_400_000, '1d'),
+    )
+    .addOption(
+      new Option('--keep-failed <duration>', 'how long failed and cancelled jobs stay in the table: a duration or forever')
+        .argParser(optionParser((t) => parseRetention(t, 'failed job retention')))
+        .default(Number.POSITIVE_INFINITY, 'forever'),
+    )
+    .option('--prune-interval <duration>', 'how often to delete jobs past their retention (0 = never in this worker)', duration('prune interval'), 60_000)
     .option('--metrics-port <port>', 'port of /metrics and /healthz (0 = off)', optionParser((t) => parseInteger(t, 'metrics port', 0, 65535)), 9464)
     .option('--metrics-host <host>', 'address /metrics and /healthz bind to', '127.0.0.1')
     .option('--worker-id <id>', 'name recorded as the jobs\' locked_by (default host:pid:random)')
     .addHelpText(
       'after',
       `
-Durations: a number of milliseconds or a number with a unit: 500, 250ms, 30s, 5m, 2h.
+Durations: a number of milliseconds or a number with a unit: 500, 250ms, 30s, 5m, 2h, 1d.
 The worker applies pending migrations at start. A first SIGTERM or SIGINT stops claiming,
 waits up to --shutdown-grace for running jobs, hands the rest back to the queue and exits 0;
 a second signal exits at once.`,
@@ -107,6 +127,10 @@ async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> 
         schema: ctx.schema,
         tasks,
         concurrency: opts.concurrency,
+        prefetch: opts.prefetch,
+        keepSucceededMs: opts.keepSucceeded,
+        keepFailedMs: opts.keepFailed,
+        pruneIntervalMs: opts.pruneInterval,
         queues: opts.queues,
         leaseMs: opts.lease,
         heartbeatIntervalMs: opts.heartbeat,

@@ -15,12 +15,12 @@ interface ClaimRow {
   task: string;
   payload: unknown;
   priority: number;
-  run_at: Date;
+  run_at_ms: number;
   attempts: number;
   max_attempts: number;
   lease_token: string;
-  created_at: Date;
-  started_at: Date;
+  created_at_ms: number;
+  started_at_ms: number;
   timeout_ms: number | null;
   dedupe_key: string | null;
   concurrency_key: string | null;
@@ -43,6 +43,8 @@ export class JobStore {
   constructor(
     private readonly pool: pg.Pool,
     private readonly queries: Queries,
+    /** Delete succeeded jobs when recording their success instead of keeping them. */
+    private readonly deleteSucceeded = false,
   ) {}
 
   /** Claims up to `limit` due jobs of the given tasks (and queues) in one statement. */
@@ -65,11 +67,11 @@ export class JobStore {
         task: row.task,
         payload: row.payload,
         priority: row.priority,
-        runAt: row.run_at,
+        runAt: new Date(row.run_at_ms),
         attempt: row.attempts,
         maxAttempts: row.max_attempts,
-        createdAt: row.created_at,
-        startedAt: row.started_at,
+        createdAt: new Date(row.created_at_ms),
+        startedAt: new Date(row.started_at_ms),
         timeoutMs: row.timeout_ms,
         dedupeKey: row.dedupe_key,
         concurrencyKey: row.concurrency_key,
@@ -82,8 +84,32 @@ export class JobStore {
    * that client's transaction, so the handler's writes and the completion commit together.
    */
   async complete(id: string, token: string, client: Queryable = this.pool): Promise<boolean> {
-    const res = await client.query({ ...this.queries.complete, values: [id, token] });
+    const query = this.deleteSucceeded ? this.queries.deleteCompleted : this.queries.complete;
+    const res = await client.query({ ...query, values: [id, token] });
     return res.rowCount === 1;
+  }
+
+  /**
+   * Records many successes in one statement (marked succeeded, or deleted when this store
+   * keeps no succeeded jobs), each fenced by its token. Returns the ids written; a job
+   * missing from the set was no longer ours.
+   */
+  async completeMany(claims: ReadonlyArray<{ id: string; token: string }>): Promise<Set<string>> {
+    const query = this.deleteSucceeded ? this.queries.deleteCompletedMany : this.queries.completeMany;
+    const res = await this.pool.query<{ id: string }>({
+      ...query,
+      values: [claims.map((c) => c.id), claims.map((c) => c.token)],
+    });
+    return new Set(res.rows.map((r) => r.id));
+  }
+
+  /**
+   * Deletes up to `limit` jobs in these statuses that finished more than `olderThanMs` ago.
+   * Returns the status of each job deleted.
+   */
+  async prune(statuses: readonly string[], olderThanMs: number, limit: number): Promise<string[]> {
+    const res = await this.pool.query<{ status: string }>({ ...this.queries.prune, values: [statuses, olderThanMs, limit] });
+    return res.rows.map((r) => r.status);
   }
 
   /**

@@ -6,6 +6,14 @@ const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5
 
 export type JobOutcome = 'succeeded' | 'retried' | 'failed' | 'cancelled' | 'lease_lost' | 'handed_back';
 
+/** The metric children of one queue and task, looked up once and reused for every job. */
+export interface JobMetrics {
+  readonly duration: { observe(seconds: number): void };
+  readonly wait: { observe(seconds: number): void };
+  readonly leaseLosses: { inc(): void };
+  completed(outcome: JobOutcome): void;
+}
+
 /** A source of queue depth rows for the skiplock_queue_depth gauge, read on each scrape. */
 export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; status: string; jobs: number }>>;
 
@@ -18,11 +26,13 @@ export class Metrics {
   readonly jobsRunning: Gauge;
   readonly leaseLosses: Counter<'queue' | 'task'>;
   readonly reaperActions: Counter<'outcome'>;
+  readonly pruned: Counter<'status'>;
   readonly notifyReconnects: Counter;
   readonly notifications: Counter;
   readonly claims: Counter<'result'>;
   readonly queueDepth: Gauge<'queue' | 'status'>;
   private depthSource: QueueDepthSource | undefined;
+  private readonly byJobKind = new Map<string, JobMetrics>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -44,7 +54,7 @@ export class Metrics {
     });
     this.jobWait = new Histogram({
       name: `${PREFIX}job_wait_seconds`,
-      help: 'Time from a job becoming due (run_at) to its claim, by the database clock.',
+      help: 'Time from a job becoming due (run_at) to its handler start (database clock to the claim, then local time in the prefetch buffer).',
       labelNames: ['queue', 'task'],
       buckets: WAIT_BUCKETS,
       registers,
@@ -60,6 +70,12 @@ export class Metrics {
       name: `${PREFIX}reaper_jobs_total`,
       help: "Jobs with an expired lease this worker's reaper requeued or failed, by outcome (requeued, failed).",
       labelNames: ['outcome'],
+      registers,
+    });
+    this.pruned = new Counter({
+      name: `${PREFIX}pruned_jobs_total`,
+      help: "Finished jobs this worker's pruner deleted after their retention, by status.",
+      labelNames: ['status'],
       registers,
     });
     this.notifyReconnects = new Counter({
@@ -92,6 +108,32 @@ export class Metrics {
         for (const row of rows) this.set({ queue: row.queue, status: row.status }, row.jobs);
       },
     });
+  }
+
+  /** The children for jobs of one queue and task (label validation and hashing happen once). */
+  forJob(queue: string, task: string): JobMetrics {
+    const key = `${queue}\u0000${task}`;
+    let found = this.byJobKind.get(key);
+    if (found === undefined) {
+      const labels = { queue, task };
+      const completed = new Map<JobOutcome, { inc(): void }>();
+      const counter = this.jobsCompleted;
+      found = {
+        duration: this.jobDuration.labels(labels),
+        wait: this.jobWait.labels(labels),
+        leaseLosses: this.leaseLosses.labels(labels),
+        completed(outcome: JobOutcome): void {
+          let child = completed.get(outcome);
+          if (child === undefined) {
+            child = counter.labels({ ...labels, outcome });
+            completed.set(outcome, child);
+          }
+          child.inc();
+        },
+      };
+      this.byJobKind.set(key, found);
+    }
+    return found;
   }
 
   /** Sets where skiplock_queue_depth reads from. */

@@ -22,7 +22,8 @@ export interface CompleterOptions {
 }
 
 /**
- * Records job results in batches: one fenced statement per flush. A flush starts as soon as
+ * Records job results in batches: one fenced statement per flush (two when it holds both
+ * successes and failures). A flush starts as soon as
  * a result arrives and none is in flight; results that arrive meanwhile go in the next one,
  * so under load each statement carries many results and at low load none waits. A batch the
  * database refuses (connection lost, deadlock) is retried until retryForMs has passed;
@@ -70,25 +71,43 @@ export class Completer {
   private async flushLoop(): Promise<void> {
     while (this.queue.length > 0) {
       this.inFlight = this.queue.splice(0, this.maxBatch);
-      const batch = this.inFlight;
-      const startedAt = Date.now();
-      for (let attempt = 1; ; attempt++) {
-        try {
+      const successes = this.inFlight.filter((p) => p.ok);
+      const failures = successes.length === this.inFlight.length ? [] : this.inFlight.filter((p) => !p.ok);
+      // Successes (the bulk) go in a lean statement of ids and tokens; failures in another.
+      if (successes.length > 0) {
+        await this.write(successes, async (batch) => {
+          const written = await this.store.completeMany(batch.map((p) => ({ id: p.run.id, token: p.run.token })));
+          return (p) => (written.has(p.run.id) ? 'succeeded' : undefined);
+        });
+      }
+      if (failures.length > 0) {
+        await this.write(failures, async (batch) => {
           const written = await this.store.finishMany(
             batch.map((p) => ({ id: p.run.id, token: p.run.token, ok: p.ok, delayMs: p.delayMs, error: p.error })),
           );
-          for (const p of batch) p.resolve(written.get(p.run.id));
-          break;
-        } catch (err) {
-          if (Date.now() - startedAt >= this.options.retryForMs) {
-            for (const p of batch) p.reject(err);
-            break;
-          }
-          this.options.onRetry(err, attempt);
-          await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
-        }
+          return (p) => written.get(p.run.id);
+        });
       }
       this.inFlight = [];
+    }
+  }
+
+  /** Runs one statement for a batch, retrying while the database refuses it, and settles each result. */
+  private async write(batch: Pending[], statement: (batch: Pending[]) => Promise<(p: Pending) => FinishStatus>): Promise<void> {
+    const startedAt = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const statusOf = await statement(batch);
+        for (const p of batch) p.resolve(statusOf(p));
+        return;
+      } catch (err) {
+        if (Date.now() - startedAt >= this.options.retryForMs) {
+          for (const p of batch) p.reject(err);
+          return;
+        }
+        this.options.onRetry(err, attempt);
+        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
+      }
     }
   }
 }

@@ -7,7 +7,7 @@ import { SkiplockError, errorMessage } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
 import { JobAbortedError, type JobRun } from './run.js';
-import type { TaskContext, TaskHandler } from './types.js';
+import type { Job, TaskContext, TaskHandler } from './types.js';
 
 /** A task as the worker runs it: handler plus its resolved settings. */
 export interface ResolvedTask {
@@ -35,6 +35,19 @@ export type LossReason = 'heartbeat' | 'complete' | 'fail' | 'expiry' | 'cancell
 
 type Outcome = { ok: true } | { ok: false; error: unknown; timedOut?: boolean };
 
+const SUCCESS: Outcome = { ok: true };
+
+/** The handler's promise as an outcome; a synchronous throw counts as a failure too. */
+async function runHandler(task: ResolvedTask | undefined, job: Job, ctx: TaskContext): Promise<Outcome> {
+  try {
+    if (task === undefined) throw new SkiplockError(`no handler for task ${job.task}`);
+    await task.handler(job.payload as never, ctx);
+    return SUCCESS;
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
 const MAX_ERROR_LENGTH = 4000;
 
 function describeFailure(err: unknown): string {
@@ -48,26 +61,23 @@ export class Executor {
 
   async execute(run: JobRun, task: ResolvedTask | undefined): Promise<void> {
     const { job } = run;
-    const { metrics } = this.deps;
+    // Signal and logger are made on first use: most handlers of a busy worker touch neither.
     const ctx: TaskContext = {
       job,
-      signal: run.controller.signal,
-      logger: run.logger,
+      get signal() {
+        return run.controller.signal;
+      },
+      get logger() {
+        return run.logger;
+      },
       pool: this.deps.pool,
       transaction: (fn) => this.transaction(run, fn),
     };
     const t0 = performance.now();
-    const handled: Promise<Outcome> = (async () => {
-      if (task === undefined) throw new SkiplockError(`no handler for task ${job.task}`);
-      await task.handler(job.payload as never, ctx);
-    })().then(
-      () => ({ ok: true }),
-      (error: unknown) => ({ ok: false, error }),
-    );
     const timeoutMs = job.timeoutMs ?? task?.timeoutMs;
     let outcome: Outcome;
     if (timeoutMs === undefined) {
-      outcome = await handled;
+      outcome = await runHandler(task, job, ctx);
     } else {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<Outcome>((resolve) => {
@@ -76,16 +86,16 @@ export class Executor {
           timeoutMs,
         );
       });
-      outcome = await Promise.race([handled, timedOut]);
+      outcome = await Promise.race([runHandler(task, job, ctx), timedOut]);
       clearTimeout(timer);
       if (!outcome.ok && outcome.timedOut && run.state === 'running') run.controller.abort(outcome.error);
     }
     const seconds = (performance.now() - t0) / 1000;
     const durationMs = Math.round(seconds * 1000);
-    metrics.jobDuration.observe(run.labels, seconds);
+    run.metrics.duration.observe(seconds);
 
     if (run.state === 'committed') {
-      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
+      run.metrics.completed('succeeded');
       if (!outcome.ok) run.logger.warn({ err: describeFailure(outcome.error) }, 'handler threw after its transaction committed; the job stays succeeded');
       run.logger.info({ durationMs }, 'job succeeded');
       return;
@@ -110,13 +120,13 @@ export class Executor {
     if (status === undefined) {
       await this.refused(run, outcome.ok ? 'complete' : 'fail');
     } else if (status === 'succeeded') {
-      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'succeeded' });
-      run.logger.info({ durationMs }, 'job succeeded');
+      run.metrics.completed('succeeded');
+      if (run.logs('info')) run.logger.info({ durationMs }, 'job succeeded');
     } else if (status === 'queued') {
-      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'retried' });
+      run.metrics.completed('retried');
       run.logger.warn({ err: message, durationMs, retryInMs: delayMs }, 'job failed; will retry');
     } else {
-      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'failed' });
+      run.metrics.completed('failed');
       run.logger.error({ err: message, durationMs }, 'job failed; no attempts left');
     }
   }
@@ -129,15 +139,14 @@ export class Executor {
     if (run.state === 'lost' || run.state === 'handedBack' || run.state === 'committed') return;
     // A run already writing its result (`finishing`) may still lose: the write matched nothing.
     run.state = 'lost';
-    const { metrics } = this.deps;
     if (reason === 'cancelled') {
       run.controller.abort(new JobAbortedError('cancelled', 'the job was cancelled'));
-      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'cancelled' });
+      run.metrics.completed('cancelled');
       run.logger.info('job cancelled while running; its handler was aborted');
     } else {
       run.controller.abort(new JobAbortedError('lease_lost', `lease lost (detected by ${reason})`));
-      metrics.leaseLosses.inc(run.labels);
-      metrics.jobsCompleted.inc({ ...run.labels, outcome: 'lease_lost' });
+      run.metrics.leaseLosses.inc();
+      run.metrics.completed('lease_lost');
       run.logger.warn({ detectedBy: reason }, 'lease lost: the job was reaped or re-claimed; this worker changes nothing');
     }
     this.deps.release(run);

@@ -3,12 +3,22 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { DEFAULT_SCHEMA, MAX_TIMER_MS, channelFor, checkDuration, checkInteger, validateName, validateSchema } from '../config.js';
+import {
+  DEFAULT_SCHEMA,
+  MAX_TIMER_MS,
+  channelFor,
+  checkDuration,
+  checkInteger,
+  checkRetention,
+  validateName,
+  validateSchema,
+} from '../config.js';
 import { type ClaimedJob, JobStore } from '../db/jobstore.js';
 import { type ConnectionOptions, createPool, describeDbError } from '../db/pool.js';
 import { loadQueries } from '../db/queries.js';
 import { SkiplockError, errorMessage } from '../errors.js';
 import { Periodic } from '../maintenance/periodic.js';
+import { Pruner, type Retention } from '../maintenance/pruner.js';
 import { Reaper } from '../maintenance/reaper.js';
 import { Listener } from '../notifications/listener.js';
 import { silentLogger } from '../observability/logger.js';
@@ -28,6 +38,14 @@ export interface WorkerOptions extends ConnectionOptions {
   schema?: string;
   /** Jobs run at once (default 10). */
   concurrency?: number;
+  /**
+   * Claimed jobs held in a local buffer on top of the running ones (default: as many as
+   * `concurrency`; 0 = claim only for free slots). A claim takes up to the free capacity
+   * (free slots plus free buffer places) in one statement, so a busy worker claims in large
+   * batches. Buffered jobs are claimed: their leases are renewed, they count towards their
+   * concurrency key, and shutdown hands them back at once.
+   */
+  prefetch?: number;
   /** Queues to take jobs from (default: all). */
   queues?: readonly string[];
   /** Lease length (default 30 s): a job whose lease is not renewed for this long is reaped. */
@@ -38,6 +56,15 @@ export interface WorkerOptions extends ConnectionOptions {
   pollIntervalMs?: number;
   /** How often this worker's reaper looks for expired leases (default 5 s; 0 = no reaper here). */
   reaperIntervalMs?: number;
+  /**
+   * How long succeeded jobs stay in the table (default 24 h; 0 = deleted in the statement
+   * that records their success, the fastest setting; Infinity = kept forever).
+   */
+  keepSucceededMs?: number;
+  /** How long failed and cancelled jobs stay in the table (default Infinity: kept). */
+  keepFailedMs?: number;
+  /** How often this worker's pruner deletes jobs past their retention (default 60 s; 0 = no pruner here). */
+  pruneIntervalMs?: number;
   /** How long stop() lets running jobs finish before handing them back (default 10 s). */
   shutdownGraceMs?: number;
   /** Retry delays (defaults: 1 s doubling to 1 h, 25% jitter); tasks may override. */
@@ -53,6 +80,8 @@ export interface WorkerOptions extends ConnectionOptions {
 type WorkerState = 'idle' | 'running' | 'stopping' | 'stopped';
 
 const REAP_BATCH = 1000;
+const PRUNE_BATCH = 1000;
+const DAY_MS = 86_400_000;
 
 function toDefinition(entry: TaskHandler<never> | TaskDefinition<never>): TaskDefinition<never> {
   return typeof entry === 'function' ? { handler: entry } : entry;
@@ -75,6 +104,7 @@ export class Worker {
   private readonly taskNames: string[];
   private readonly queues: string[] | undefined;
   private readonly concurrency: number;
+  private readonly prefetch: number;
   private readonly leaseMs: number;
   private readonly graceMs: number;
   private readonly connectionString: string | undefined;
@@ -82,11 +112,14 @@ export class Worker {
   private readonly poller: Periodic;
   private readonly heartbeat: Periodic;
   private readonly reaper: Reaper | undefined;
+  private readonly pruner: Pruner | undefined;
   private readonly executor: Executor;
   private readonly completer: Completer;
   /** Results waiting to be written beyond which the worker stops claiming (back-pressure). */
   private readonly maxBacklog: number;
   private readonly active = new Map<string, JobRun>();
+  /** Claimed jobs waiting for a slot, in claim order. */
+  private readonly buffer = new Map<string, JobRun>();
   private state: WorkerState = 'idle';
   private fetching: Promise<void> | undefined;
   private fetchAgain = false;
@@ -98,11 +131,17 @@ export class Worker {
   constructor(options: WorkerOptions) {
     this.schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
     this.concurrency = checkInteger(options.concurrency ?? 10, 'concurrency', 1, 10_000);
+    this.prefetch = checkInteger(options.prefetch ?? this.concurrency, 'prefetch', 0, 100_000);
     this.leaseMs = checkDuration(options.leaseMs ?? 30_000, 'lease', 1000);
     const heartbeatMs = checkDuration(options.heartbeatIntervalMs ?? Math.floor(this.leaseMs / 3), 'heartbeat interval', 10);
     if (heartbeatMs >= this.leaseMs) throw new SkiplockError('the heartbeat interval must be shorter than the lease');
     const pollMs = checkDuration(options.pollIntervalMs ?? 2000, 'poll interval', 10);
     const reaperMs = checkDuration(options.reaperIntervalMs ?? 5000, 'reaper interval', 0);
+    const pruneMs = checkDuration(options.pruneIntervalMs ?? 60_000, 'prune interval', 0);
+    const retention: Retention = {
+      succeededMs: checkRetention(options.keepSucceededMs ?? DAY_MS, 'succeeded job retention'),
+      failedMs: checkRetention(options.keepFailedMs ?? Number.POSITIVE_INFINITY, 'failed job retention'),
+    };
     this.graceMs = checkDuration(options.shutdownGraceMs ?? 10_000, 'shutdown grace', 0);
     this.queues = options.queues?.map((q) => validateName('queue', q));
     if (this.queues !== undefined && this.queues.length === 0) throw new SkiplockError('queues must not be empty');
@@ -136,7 +175,7 @@ export class Worker {
       createPool({ ...options, max: options.max ?? this.concurrency + 4, applicationName: options.applicationName ?? 'skiplock worker' }, (err) =>
         this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
       );
-    this.store = new JobStore(this.pool, loadQueries(this.schema));
+    this.store = new JobStore(this.pool, loadQueries(this.schema), retention.succeededMs === 0);
     this.completer = new Completer(this.store, {
       retryForMs: this.leaseMs,
       onRetry: (err, attempt) =>
@@ -162,6 +201,10 @@ export class Worker {
     this.heartbeat = new Periodic(heartbeatMs, () => this.renewLeases(), logError('lease renewal'));
     this.reaper =
       reaperMs > 0 ? new Reaper({ store: this.store, intervalMs: reaperMs, batch: REAP_BATCH, logger: this.logger, metrics: this.metrics }) : undefined;
+    this.pruner =
+      pruneMs > 0 && Pruner.needed(retention)
+        ? new Pruner({ store: this.store, retention, intervalMs: pruneMs, batch: PRUNE_BATCH, logger: this.logger, metrics: this.metrics })
+        : undefined;
     if (options.listen ?? true) {
       const connection: pg.ClientConfig =
         options.connectionString !== undefined ? { connectionString: options.connectionString } : { ...(options.pool?.options ?? {}) };
@@ -193,11 +236,12 @@ export class Worker {
   }
 
   /** Health for /healthz. */
-  health(): { ok: boolean; state: WorkerState; running: number; listening: boolean | null } {
+  health(): { ok: boolean; state: WorkerState; running: number; buffered: number; listening: boolean | null } {
     return {
       ok: this.state === 'running',
       state: this.state,
       running: this.active.size,
+      buffered: this.buffer.size,
       listening: this.listener ? this.listener.isConnected : null,
     };
   }
@@ -217,6 +261,7 @@ export class Worker {
     this.poller.start();
     this.heartbeat.start();
     this.reaper?.start();
+    this.pruner?.start();
     this.logger.info(
       { tasks: this.taskNames, queues: this.queues ?? 'all', concurrency: this.concurrency, leaseMs: this.leaseMs },
       'worker started',
@@ -241,6 +286,7 @@ export class Worker {
     await this.poller.stop();
     await this.listener?.stop();
     await this.fetching;
+    await this.handBackBuffered();
     if (wasRunning && this.active.size > 0) {
       await this.waitForIdle(graceMs);
     }
@@ -251,12 +297,13 @@ export class Worker {
     }
     await this.heartbeat.stop();
     await this.reaper?.stop();
+    await this.pruner?.stop();
     if (unfinished.length > 0) {
       try {
         const back = await this.store.handBack(unfinished.map((r) => ({ id: r.id, token: r.token })));
         for (const run of unfinished) {
           if (back.has(run.id)) {
-            this.metrics.jobsCompleted.inc({ ...run.labels, outcome: 'handed_back' });
+            run.metrics.completed('handed_back');
             run.logger.warn('job handed back to the queue at shutdown');
           }
         }
@@ -274,6 +321,22 @@ export class Worker {
     if (this.ownsPool) await this.pool.end().catch(() => undefined);
     this.state = 'stopped';
     this.logger.info({ handedBack: unfinished.length }, 'worker stopped');
+  }
+
+  /** Shutdown: buffered jobs never started, so they go back to the queue at once. */
+  private async handBackBuffered(): Promise<void> {
+    const runs = [...this.buffer.values()];
+    this.buffer.clear();
+    if (runs.length === 0) return;
+    for (const run of runs) run.state = 'handedBack';
+    try {
+      await this.store.handBack(runs.map((r) => ({ id: r.id, token: r.token })));
+    } catch (err) {
+      this.logger.error(
+        { err: describeDbError(err, this.connectionString).message, jobs: runs.map((r) => r.id) },
+        'could not hand buffered jobs back; they return to the queue when their lease expires',
+      );
+    }
   }
 
   private waitForIdle(timeoutMs: number): Promise<void> {
@@ -296,22 +359,35 @@ export class Worker {
       this.fetchAgain = true;
       return;
     }
+    if (!this.wantsJobs()) return;
     this.fetching = this.fetchLoop().finally(() => {
       this.fetching = undefined;
     });
   }
 
+  /**
+   * Whether a claim round is worth its statement: a slot is free and nothing is buffered
+   * for it, or the buffer has run down to half.
+   */
+  private wantsJobs(): boolean {
+    if (this.state !== 'running' || this.completer.backlog >= this.maxBacklog) return false;
+    const free = this.concurrency - this.active.size;
+    if (this.buffer.size === 0) return free > 0;
+    return this.buffer.size <= this.prefetch / 2;
+  }
+
   private async fetchLoop(): Promise<void> {
     do {
       this.fetchAgain = false;
-      const free = this.concurrency - this.active.size;
-      if (free <= 0 || this.state !== 'running' || this.completer.backlog >= this.maxBacklog) return;
+      if (!this.wantsJobs()) return;
+      const limit = this.concurrency + this.prefetch - this.active.size - this.buffer.size;
+      if (limit <= 0) return;
       let claimed: ClaimedJob[];
       try {
         claimed = await this.store.claim({
           tasks: this.taskNames,
           queues: this.queues,
-          limit: free,
+          limit,
           leaseMs: this.leaseMs,
           workerId: this.id,
         });
@@ -320,34 +396,56 @@ export class Worker {
         return;
       }
       this.metrics.claims.inc({ result: claimed.length > 0 ? 'jobs' : 'empty' });
-      this.moreMayBeWaiting = claimed.length === free;
+      this.moreMayBeWaiting = claimed.length === limit;
       if (this.state !== 'running') {
         await this.store.handBack(claimed.map((c) => ({ id: c.job.id, token: c.token }))).catch(() => undefined);
         return;
       }
-      for (const claim of claimed) this.startJob(claim);
-    } while (this.fetchAgain);
+      const now = performance.now();
+      for (const { job, token } of claimed) {
+        this.buffer.set(job.id, new JobRun(job, token, this.logger, this.metrics.forJob(job.queue, job.task), now));
+      }
+      this.startBuffered();
+    } while (this.fetchAgain || (this.moreMayBeWaiting && this.wantsJobs()));
   }
 
-  private startJob({ job, token }: ClaimedJob): void {
-    const logger = this.logger.child({ jobId: job.id, task: job.task, queue: job.queue, attempt: job.attempt });
-    const run = new JobRun(job, token, logger, performance.now());
+  /** Fills free slots from the buffer, in claim order. */
+  private startBuffered(): void {
+    if (this.state !== 'running') return;
+    let started = false;
+    for (const run of this.buffer.values()) {
+      if (this.active.size >= this.concurrency) break;
+      this.buffer.delete(run.id);
+      this.startJob(run);
+      started = true;
+    }
+    if (started) this.metrics.jobsRunning.set(this.active.size);
+  }
+
+  private startJob(run: JobRun): void {
+    const { job } = run;
+    run.state = 'running';
     this.active.set(job.id, run);
-    this.metrics.jobsRunning.set(this.active.size);
-    this.metrics.jobWait.observe(run.labels, Math.max(0, (job.startedAt.getTime() - job.runAt.getTime()) / 1000));
-    logger.debug('job started');
+    // Wait: from run_at to the claim (database clock), plus the time spent in the buffer.
+    const waitMs = job.startedAt.getTime() - job.runAt.getTime() + (performance.now() - run.claimedAt);
+    run.metrics.wait.observe(Math.max(0, waitMs / 1000));
     void this.executor.execute(run, this.tasks.get(job.task)).finally(() => this.release(run));
   }
 
-  /** Forgets a run, frees its slot and, if more work may be waiting, fetches. */
+  /** Forgets a run, frees its slot (or buffer place), starts a buffered job and, if more work may be waiting, fetches. */
   private release(run: JobRun): void {
-    if (this.active.get(run.id) !== run) return;
-    this.active.delete(run.id);
-    this.metrics.jobsRunning.set(this.active.size);
-    if (this.active.size === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
+    if (this.buffer.get(run.id) === run) {
+      this.buffer.delete(run.id);
+    } else {
+      if (this.active.get(run.id) !== run) return;
+      this.active.delete(run.id);
+      this.startBuffered();
+      this.metrics.jobsRunning.set(this.active.size);
+      if (this.active.size === 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
     }
     if (this.moreMayBeWaiting) this.requestFetch();
   }
@@ -355,7 +453,7 @@ export class Worker {
   /** One statement renews every running job's lease; jobs not renewed are lost or cancelled. */
   private async renewLeases(): Promise<void> {
     // Running jobs, and finished ones whose results are still being written.
-    const runs = [...[...this.active.values()].filter((run) => run.state === 'running'), ...this.completer.pendingRuns()];
+    const runs = [...this.buffer.values(), ...[...this.active.values()].filter((run) => run.state === 'running'), ...this.completer.pendingRuns()];
     if (runs.length === 0) return;
     const sentAt = performance.now();
     let lost: Map<string, string | undefined>;
@@ -367,12 +465,12 @@ export class Worker {
     } catch (err) {
       // Could not reach the database: a lease we could not renew in time is gone.
       for (const run of runs) {
-        if (run.state === 'running' && performance.now() - run.renewedAt > this.leaseMs) this.executor.lose(run, 'expiry');
+        if ((run.state === 'running' || run.state === 'buffered') && performance.now() - run.renewedAt > this.leaseMs) this.executor.lose(run, 'expiry');
       }
       throw err;
     }
     for (const run of runs) {
-      if (run.state !== 'running') continue;
+      if (run.state !== 'running' && run.state !== 'buffered') continue;
       if (!lost.has(run.id)) run.renewedAt = sentAt;
       else this.executor.lose(run, lost.get(run.id) === 'cancelled' ? 'cancelled' : 'heartbeat');
     }
