@@ -369,6 +369,17 @@ describe('skiplock worker: bad start', () => {
     expectOneLineError(r, /\/nonexistent/);
   });
 
+  it.each([
+    ['--keep-succeeded', 'soon', /succeeded job retention/],
+    ['--keep-failed', '-1d', /failed job retention/],
+    ['--prefetch', '-1', /prefetch/],
+    ['--prune-interval', '5x', /prune interval/],
+  ])('%s %s exits 2 with a one-line error', async (option, value, message) => {
+    const r = await cli([...g(db), 'worker', option, value, '--metrics-port', '0'], undefined, 20_000);
+    expect(r.code).toBe(2);
+    expectOneLineError(r, message);
+  });
+
   it('--concurrency 0 exits 2', async () => {
     const r = await cli([...g(db), 'worker', '--concurrency', '0', '--metrics-port', '0'], undefined, 20_000);
     expect(r.code).toBe(2);

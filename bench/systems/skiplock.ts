@@ -5,8 +5,10 @@ import { type ProducerHandle, type SystemAdapter, TASK, type WorkerHandle, type 
 import { installedVersion } from './version.js';
 
 const SCHEMA = 'skiplock';
-/** Claimed jobs buffered per worker on top of the running ones (docs/performance.md, "Throughput"). */
-const PREFETCH = 500;
+/** Most claimed jobs buffered per worker on top of the running ones (docs/performance.md, "Throughput"). */
+const PREFETCH = Number(process.env.SKIPLOCK_BENCH_PREFETCH ?? 1000);
+/** Succeeded jobs are deleted in the statement that records them (docs/performance.md, "Retention"). */
+const KEEP_SUCCEEDED_MS = Number(process.env.SKIPLOCK_BENCH_KEEP_MS ?? 0);
 
 /**
  * skiplock through its public API only, with its documented defaults: NOTIFY wake-ups, a
@@ -44,6 +46,7 @@ export const skiplock: SystemAdapter = {
       schema: SCHEMA,
       concurrency: settings.concurrency,
       prefetch: PREFETCH,
+      keepSucceededMs: KEEP_SUCCEEDED_MS,
       tasks: {
         [TASK]: async (payload: Payload) => {
           settings.onJob(payload);
@@ -60,7 +63,15 @@ export const skiplock: SystemAdapter = {
   },
 
   workerConfig(concurrency: number): Record<string, unknown> {
-    return { concurrency, prefetch: PREFETCH, pool_max: concurrency + 4, listen: true, pollIntervalMs: 2000, note: 'library defaults but prefetch' };
+    return {
+      concurrency,
+      prefetch: PREFETCH,
+      keepSucceededMs: KEEP_SUCCEEDED_MS,
+      pool_max: concurrency + 4,
+      listen: true,
+      pollIntervalMs: 2000,
+      note: 'library defaults but prefetch and keepSucceededMs',
+    };
   },
 
   workerConnections(concurrency: number): number {

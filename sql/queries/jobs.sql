@@ -80,27 +80,27 @@ RETURNING status, run_at;
 -- name: completeMany
 -- Marks many jobs succeeded in one statement, each fenced by id, lease token and status =
 -- 'running'. Rows are locked in id order first, so concurrent flushes never deadlock.
+-- A lease token is issued for one row only, so a row holding one of our tokens is ours: no
+-- id-token join is needed (joining two arrays can make a nested loop in generic plans).
 UPDATE {{schema}}.jobs AS j
 SET status = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::uuid[]) AS f(id, token)
 WHERE j.id = ANY (ARRAY(
     SELECT l.id FROM {{schema}}.jobs AS l
     WHERE l.id = ANY ($1::bigint[]) AND l.status = 'running'
     ORDER BY l.id
     FOR UPDATE OF l))
-  AND j.id = f.id AND j.lease_token = f.token
+  AND j.lease_token = ANY ($2::uuid[])
 RETURNING j.id;
 
 -- name: deleteCompletedMany
 -- As completeMany for a worker that keeps no succeeded jobs: they are deleted at once.
 DELETE FROM {{schema}}.jobs AS j
-USING unnest($1::bigint[], $2::uuid[]) AS f(id, token)
 WHERE j.id = ANY (ARRAY(
     SELECT l.id FROM {{schema}}.jobs AS l
     WHERE l.id = ANY ($1::bigint[]) AND l.status = 'running'
     ORDER BY l.id
     FOR UPDATE OF l))
-  AND j.id = f.id AND j.lease_token = f.token AND j.status = 'running'
+  AND j.lease_token = ANY ($2::uuid[])
 RETURNING j.id;
 
 -- name: deleteCompleted

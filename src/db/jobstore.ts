@@ -5,7 +5,7 @@ import type { Queries } from './queries.js';
 
 /** A claimed job with the fencing token its later writes must match. */
 export interface ClaimedJob {
-  readonly job: Job;
+  readonly job: ClaimedJobRecord;
   readonly token: string;
 }
 
@@ -35,6 +35,80 @@ export interface ReapedRow {
 }
 
 /**
+ * Array literals for ids and lease tokens, written directly: ids are digits and tokens are
+ * uuids from the database, so neither needs quoting (cheaper than pg's generic array encoder).
+ */
+function idArray(claims: ReadonlyArray<{ id: string }>): string {
+  let text = '{';
+  for (let i = 0; i < claims.length; i++) text += (i === 0 ? '' : ',') + claims[i]!.id;
+  return `${text}}`;
+}
+
+function tokenArray(claims: ReadonlyArray<{ token: string }>): string {
+  let text = '{';
+  for (let i = 0; i < claims.length; i++) text += (i === 0 ? '' : ',') + claims[i]!.token;
+  return `${text}}`;
+}
+
+/** A claimed job; its Dates are made on first use (a busy worker's handlers rarely read them). */
+export class ClaimedJobRecord implements Job {
+  readonly id: string;
+  readonly queue: string;
+  readonly task: string;
+  readonly payload: unknown;
+  readonly priority: number;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly timeoutMs: number | null;
+  readonly dedupeKey: string | null;
+  readonly concurrencyKey: string | null;
+  /** run_at, created_at and started_at in epoch ms (database clock). */
+  readonly runAtMs: number;
+  readonly createdAtMs: number;
+  readonly startedAtMs: number;
+  private dates: { runAt: Date; createdAt: Date; startedAt: Date } | undefined;
+
+  constructor(row: ClaimRow) {
+    this.id = row.id;
+    this.queue = row.queue;
+    this.task = row.task;
+    this.payload = row.payload;
+    this.priority = row.priority;
+    this.attempt = row.attempts;
+    this.maxAttempts = row.max_attempts;
+    this.timeoutMs = row.timeout_ms;
+    this.dedupeKey = row.dedupe_key;
+    this.concurrencyKey = row.concurrency_key;
+    this.runAtMs = row.run_at_ms;
+    this.createdAtMs = row.created_at_ms;
+    this.startedAtMs = row.started_at_ms;
+  }
+
+  private get times(): { runAt: Date; createdAt: Date; startedAt: Date } {
+    this.dates ??= { runAt: new Date(this.runAtMs), createdAt: new Date(this.createdAtMs), startedAt: new Date(this.startedAtMs) };
+    return this.dates;
+  }
+
+  get runAt(): Date {
+    return this.times.runAt;
+  }
+
+  get createdAt(): Date {
+    return this.times.createdAt;
+  }
+
+  get startedAt(): Date {
+    return this.times.startedAt;
+  }
+
+  /** The job as a plain object (for JSON and logs). */
+  toJSON(): Job {
+    const { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey } = this;
+    return { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey };
+  }
+}
+
+/**
  * Every statement the worker runs on the jobs table. Writes after the claim are fenced:
  * they match the job's id, its lease token and status = 'running', and report whether
  * they changed anything.
@@ -59,24 +133,7 @@ export class JobStore {
       ...this.queries.claim,
       values: [params.tasks, params.queues ?? null, params.limit, params.leaseMs, params.workerId],
     });
-    return res.rows.map((row) => ({
-      token: row.lease_token,
-      job: {
-        id: row.id,
-        queue: row.queue,
-        task: row.task,
-        payload: row.payload,
-        priority: row.priority,
-        runAt: new Date(row.run_at_ms),
-        attempt: row.attempts,
-        maxAttempts: row.max_attempts,
-        createdAt: new Date(row.created_at_ms),
-        startedAt: new Date(row.started_at_ms),
-        timeoutMs: row.timeout_ms,
-        dedupeKey: row.dedupe_key,
-        concurrencyKey: row.concurrency_key,
-      },
-    }));
+    return res.rows.map((row) => ({ token: row.lease_token, job: new ClaimedJobRecord(row) }));
   }
 
   /**
@@ -98,7 +155,7 @@ export class JobStore {
     const query = this.deleteSucceeded ? this.queries.deleteCompletedMany : this.queries.completeMany;
     const res = await this.pool.query<{ id: string }>({
       ...query,
-      values: [claims.map((c) => c.id), claims.map((c) => c.token)],
+      values: [idArray(claims), tokenArray(claims)],
     });
     return new Set(res.rows.map((r) => r.id));
   }
@@ -154,7 +211,7 @@ export class JobStore {
     const sorted = [...claims].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
     const res = await this.pool.query<{ id: string; held: boolean; status: string | null }>({
       ...this.queries.heartbeat,
-      values: [sorted.map((c) => c.id), sorted.map((c) => c.token), leaseMs],
+      values: [idArray(sorted), tokenArray(sorted), leaseMs],
     });
     for (const row of res.rows) if (!row.held) lost.set(row.id, row.status ?? undefined);
     return lost;
@@ -165,7 +222,7 @@ export class JobStore {
     if (claims.length === 0) return new Set();
     const res = await this.pool.query<{ id: string }>({
       ...this.queries.handBack,
-      values: [claims.map((c) => c.id), claims.map((c) => c.token)],
+      values: [idArray(claims), tokenArray(claims)],
     });
     return new Set(res.rows.map((r) => r.id));
   }

@@ -4,13 +4,14 @@ import type { JobRun } from './run.js';
 /** What became of a recorded result: the job's new status, or undefined when the claim was gone. */
 export type FinishStatus = 'succeeded' | 'queued' | 'failed' | undefined;
 
-interface Pending {
-  run: JobRun;
-  ok: boolean;
-  delayMs: number;
-  error: string | null;
-  resolve: (status: FinishStatus) => void;
-  reject: (err: unknown) => void;
+/** One result waiting to be written. */
+export interface PendingResult {
+  readonly run: JobRun;
+  readonly ok: boolean;
+  /** Retry delay (failures). */
+  readonly delayMs: number;
+  /** Error message (failures). */
+  readonly error: string | null;
 }
 
 export interface CompleterOptions {
@@ -19,18 +20,25 @@ export interface CompleterOptions {
   /** How long to keep retrying a batch the database refuses (default: the lease). */
   retryForMs: number;
   onRetry: (err: unknown, attempt: number) => void;
+  /** A result was written: `status` is the job's new status, undefined when the claim was gone. */
+  onWritten: (result: PendingResult, status: FinishStatus) => void;
+  /** A result could not be written before retryForMs ran out. */
+  onGaveUp: (result: PendingResult, err: unknown) => void;
+  /** A batch was settled (written or given up on): the backlog has shrunk. */
+  onFlushed: () => void;
 }
 
 /**
  * Records job results in batches: one fenced statement per flush (two when it holds both
- * successes and failures). A flush starts as soon as
- * a result arrives and none is in flight; results that arrive meanwhile go in the next one,
- * so under load each statement carries many results and at low load none waits. A batch the
- * database refuses (connection lost, deadlock) is retried until retryForMs has passed;
- * after that its jobs come back through the reaper.
+ * successes and failures). A flush starts as soon as a result arrives and none is in
+ * flight; results that arrive meanwhile go in the next one, so under load each statement
+ * carries many results and at low load none waits. A batch the database refuses (connection
+ * lost, deadlock) is retried until retryForMs has passed; after that its jobs come back
+ * through the reaper. Results are reported through callbacks, not one promise per job.
  */
 export class Completer {
-  private queue: Pending[] = [];
+  private queue: PendingResult[] = [];
+  private inFlight: PendingResult[] = [];
   private flushing: Promise<void> | undefined;
   private readonly maxBatch: number;
 
@@ -46,20 +54,16 @@ export class Completer {
     return this.queue.length + this.inFlight.length;
   }
 
-  private inFlight: Pending[] = [];
-
   /** The runs whose results are not recorded yet (their leases must still be renewed). */
   pendingRuns(): JobRun[] {
     return [...this.inFlight, ...this.queue].map((p) => p.run);
   }
 
-  /** Queues a result; resolves with the job's new status once it is written. */
-  add(run: JobRun, ok: boolean, delayMs: number, error: string | null): Promise<FinishStatus> {
-    return new Promise<FinishStatus>((resolve, reject) => {
-      this.queue.push({ run, ok, delayMs, error, resolve, reject });
-      this.flushing ??= this.flushLoop().finally(() => {
-        this.flushing = undefined;
-      });
+  /** Queues a result; options.onWritten reports it once written. */
+  add(result: PendingResult): void {
+    this.queue.push(result);
+    this.flushing ??= this.flushLoop().finally(() => {
+      this.flushing = undefined;
     });
   }
 
@@ -75,13 +79,13 @@ export class Completer {
       const failures = successes.length === this.inFlight.length ? [] : this.inFlight.filter((p) => !p.ok);
       // Successes (the bulk) go in a lean statement of ids and tokens; failures in another.
       if (successes.length > 0) {
-        await this.write(successes, async (batch) => {
+        await this.write(successes, failures, async (batch) => {
           const written = await this.store.completeMany(batch.map((p) => ({ id: p.run.id, token: p.run.token })));
           return (p) => (written.has(p.run.id) ? 'succeeded' : undefined);
         });
       }
       if (failures.length > 0) {
-        await this.write(failures, async (batch) => {
+        await this.write(failures, [], async (batch) => {
           const written = await this.store.finishMany(
             batch.map((p) => ({ id: p.run.id, token: p.run.token, ok: p.ok, delayMs: p.delayMs, error: p.error })),
           );
@@ -92,22 +96,33 @@ export class Completer {
     }
   }
 
-  /** Runs one statement for a batch, retrying while the database refuses it, and settles each result. */
-  private async write(batch: Pending[], statement: (batch: Pending[]) => Promise<(p: Pending) => FinishStatus>): Promise<void> {
+  /**
+   * Runs one statement for a batch, retrying while the database refuses it, and reports each
+   * result. `rest` is what stays in flight afterwards: the backlog shrinks before anyone
+   * hears of the results, so a worker that waited for it to shrink can claim at once.
+   */
+  private async write(
+    batch: PendingResult[],
+    rest: PendingResult[],
+    statement: (batch: PendingResult[]) => Promise<(p: PendingResult) => FinishStatus>,
+  ): Promise<void> {
     const startedAt = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
         const statusOf = await statement(batch);
-        for (const p of batch) p.resolve(statusOf(p));
-        return;
+        this.inFlight = rest;
+        for (const p of batch) this.options.onWritten(p, statusOf(p));
+        break;
       } catch (err) {
         if (Date.now() - startedAt >= this.options.retryForMs) {
-          for (const p of batch) p.reject(err);
-          return;
+          this.inFlight = rest;
+          for (const p of batch) this.options.onGaveUp(p, err);
+          break;
         }
         this.options.onRetry(err, attempt);
         await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
       }
     }
+    this.options.onFlushed();
   }
 }

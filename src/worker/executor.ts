@@ -2,9 +2,8 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { JobStore } from '../db/jobstore.js';
 import { checkout } from '../db/pool.js';
-import type { Completer, FinishStatus } from './completer.js';
+import type { Completer, FinishStatus, PendingResult } from './completer.js';
 import { SkiplockError, errorMessage } from '../errors.js';
-import type { Metrics } from '../observability/metrics.js';
 import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
 import { JobAbortedError, type JobRun } from './run.js';
 import type { Job, TaskContext, TaskHandler } from './types.js';
@@ -19,15 +18,12 @@ export interface ResolvedTask {
 export interface ExecutorDeps {
   store: JobStore;
   pool: pg.Pool;
-  metrics: Metrics;
   /** One line for a database error, without secrets. */
   describe(err: unknown): string;
   /** Batches results into fenced statements. */
   completer: Completer;
   /** Called once a run no longer holds a slot (its result may still be being written). */
   release(run: JobRun): void;
-  /** Called once a result has been written. */
-  recorded(): void;
 }
 
 /** Why a run stopped holding its claim before recording a result. */
@@ -55,24 +51,38 @@ function describeFailure(err: unknown): string {
   return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH)}…` : text;
 }
 
+/** A handler's context. Signal and logger are made on first use: most handlers of a busy worker touch neither. */
+class RunContext implements TaskContext {
+  constructor(
+    private readonly run: JobRun,
+    private readonly executor: Executor,
+    readonly pool: pg.Pool,
+  ) {}
+
+  get job(): Job {
+    return this.run.job;
+  }
+
+  get signal(): AbortSignal {
+    return this.run.controller.signal;
+  }
+
+  get logger(): JobRun['logger'] {
+    return this.run.logger;
+  }
+
+  transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.executor.transaction(this.run, fn);
+  }
+}
+
 /** Runs claimed jobs: the handler with its context and time limit, then the fenced result. */
 export class Executor {
   constructor(private readonly deps: ExecutorDeps) {}
 
   async execute(run: JobRun, task: ResolvedTask | undefined): Promise<void> {
     const { job } = run;
-    // Signal and logger are made on first use: most handlers of a busy worker touch neither.
-    const ctx: TaskContext = {
-      job,
-      get signal() {
-        return run.controller.signal;
-      },
-      get logger() {
-        return run.logger;
-      },
-      pool: this.deps.pool,
-      transaction: (fn) => this.transaction(run, fn),
-    };
+    const ctx = new RunContext(run, this, this.deps.pool);
     const t0 = performance.now();
     const timeoutMs = job.timeoutMs ?? task?.timeoutMs;
     let outcome: Outcome;
@@ -92,6 +102,7 @@ export class Executor {
     }
     const seconds = (performance.now() - t0) / 1000;
     const durationMs = Math.round(seconds * 1000);
+    run.durationMs = durationMs;
     run.metrics.duration.observe(seconds);
 
     if (run.state === 'committed') {
@@ -107,28 +118,38 @@ export class Executor {
     // The slot is free at once; the result is written by the next batched flush.
     run.state = 'finishing';
     this.deps.release(run);
-    const message = outcome.ok ? null : describeFailure(outcome.error);
-    const delayMs = outcome.ok ? 0 : backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
-    let status: FinishStatus;
-    try {
-      status = await this.deps.completer.add(run, outcome.ok, delayMs, message);
-    } catch (err) {
-      run.logger.error({ err: this.deps.describe(err) }, 'could not record the job result; it returns to the queue when its lease expires');
-      return;
+    if (outcome.ok) {
+      this.deps.completer.add({ run, ok: true, delayMs: 0, error: null });
+    } else {
+      const delayMs = backoffDelay(job.attempt, task?.backoff ?? resolveBackoff());
+      this.deps.completer.add({ run, ok: false, delayMs, error: describeFailure(outcome.error) });
     }
-    this.deps.recorded();
+  }
+
+  /** The completer wrote a result: count it and log it, or find out why it was refused. */
+  written(result: PendingResult, status: FinishStatus): void {
+    const { run } = result;
+    const durationMs = run.durationMs;
     if (status === undefined) {
-      await this.refused(run, outcome.ok ? 'complete' : 'fail');
+      void this.refused(run, result.ok ? 'complete' : 'fail');
     } else if (status === 'succeeded') {
       run.metrics.completed('succeeded');
       if (run.logs('info')) run.logger.info({ durationMs }, 'job succeeded');
     } else if (status === 'queued') {
       run.metrics.completed('retried');
-      run.logger.warn({ err: message, durationMs, retryInMs: delayMs }, 'job failed; will retry');
+      run.logger.warn({ err: result.error, durationMs, retryInMs: result.delayMs }, 'job failed; will retry');
     } else {
       run.metrics.completed('failed');
-      run.logger.error({ err: message, durationMs }, 'job failed; no attempts left');
+      run.logger.error({ err: result.error, durationMs }, 'job failed; no attempts left');
     }
+  }
+
+  /** The completer could not write a result in time. */
+  gaveUp(result: PendingResult, err: unknown): void {
+    result.run.logger.error(
+      { err: this.deps.describe(err) },
+      'could not record the job result; it returns to the queue when its lease expires',
+    );
   }
 
   /**
@@ -159,7 +180,7 @@ export class Executor {
   }
 
   /** ctx.transaction: the handler's writes and the fenced completion in one transaction. */
-  private async transaction<T>(run: JobRun, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  async transaction<T>(run: JobRun, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     if (run.transactionStarted) throw new SkiplockError(`ctx.transaction may be called once per run (job ${run.id})`);
     run.transactionStarted = true;
     if (run.state !== 'running') {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { JobMetrics } from '../observability/metrics.js';
-import type { Job } from './types.js';
+import type { ClaimedJobRecord } from '../db/jobstore.js';
 
 /**
  * What a worker knows of one job it claimed. `buffered` while it waits in the worker's
@@ -21,9 +21,13 @@ export class JobRun {
   renewedAt: number;
   /** performance.now() of the claim. */
   readonly claimedAt: number;
+  /** performance.now() of the handler's start (0 while buffered). */
+  startedAt = 0;
+  /** How long the handler ran, in ms (set when it returns). */
+  durationMs = 0;
 
   constructor(
-    readonly job: Job,
+    readonly job: ClaimedJobRecord,
     readonly token: string,
     private readonly parentLogger: Logger,
     /** This job's metric children (by queue and task). */

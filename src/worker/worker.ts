@@ -39,11 +39,12 @@ export interface WorkerOptions extends ConnectionOptions {
   /** Jobs run at once (default 10). */
   concurrency?: number;
   /**
-   * Claimed jobs held in a local buffer on top of the running ones (default: as many as
-   * `concurrency`; 0 = claim only for free slots). A claim takes up to the free capacity
-   * (free slots plus free buffer places) in one statement, so a busy worker claims in large
-   * batches. Buffered jobs are claimed: their leases are renewed, they count towards their
-   * concurrency key, and shutdown hands them back at once.
+   * Most claimed jobs held in a local buffer on top of the running ones (default 10 ×
+   * `concurrency`; 0 = claim only for free slots). The worker buffers only as many as its
+   * recent handler durations say it will start within about 100 ms, so short jobs are
+   * claimed in large batches while long ones are never hoarded. Buffered jobs are claimed:
+   * their leases are renewed, they count towards their concurrency key, and shutdown hands
+   * them back at once.
    */
   prefetch?: number;
   /** Queues to take jobs from (default: all). */
@@ -80,6 +81,10 @@ export interface WorkerOptions extends ConnectionOptions {
 type WorkerState = 'idle' | 'running' | 'stopping' | 'stopped';
 
 const REAP_BATCH = 1000;
+/** The buffer holds what the worker expects to start within this many ms. */
+const BUFFER_HORIZON_MS = 100;
+/** Weight of the newest handler duration in the moving average. */
+const DURATION_WEIGHT = 0.05;
 const PRUNE_BATCH = 1000;
 const DAY_MS = 86_400_000;
 
@@ -120,6 +125,12 @@ export class Worker {
   private readonly active = new Map<string, JobRun>();
   /** Claimed jobs waiting for a slot, in claim order. */
   private readonly buffer = new Map<string, JobRun>();
+  /** Moving average of handler durations in ms (undefined until a job has finished). */
+  private averageRunMs: number | undefined;
+  /** Median time the running jobs had run at the last heartbeat. */
+  private runningMedianMs = 0;
+  /** A buffered job that waits longer than this for a slot is handed back. */
+  private readonly maxBufferWaitMs: number;
   private state: WorkerState = 'idle';
   private fetching: Promise<void> | undefined;
   private fetchAgain = false;
@@ -131,10 +142,11 @@ export class Worker {
   constructor(options: WorkerOptions) {
     this.schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
     this.concurrency = checkInteger(options.concurrency ?? 10, 'concurrency', 1, 10_000);
-    this.prefetch = checkInteger(options.prefetch ?? this.concurrency, 'prefetch', 0, 100_000);
+    this.prefetch = checkInteger(options.prefetch ?? Math.min(100_000, 10 * this.concurrency), 'prefetch', 0, 100_000);
     this.leaseMs = checkDuration(options.leaseMs ?? 30_000, 'lease', 1000);
     const heartbeatMs = checkDuration(options.heartbeatIntervalMs ?? Math.floor(this.leaseMs / 3), 'heartbeat interval', 10);
     if (heartbeatMs >= this.leaseMs) throw new SkiplockError('the heartbeat interval must be shorter than the lease');
+    this.maxBufferWaitMs = Math.max(2 * heartbeatMs, 5000);
     const pollMs = checkDuration(options.pollIntervalMs ?? 2000, 'poll interval', 10);
     const reaperMs = checkDuration(options.reaperIntervalMs ?? 5000, 'reaper interval', 0);
     const pruneMs = checkDuration(options.pruneIntervalMs ?? 60_000, 'prune interval', 0);
@@ -180,18 +192,19 @@ export class Worker {
       retryForMs: this.leaseMs,
       onRetry: (err, attempt) =>
         this.logger.warn({ err: describeDbError(err, this.connectionString).message, attempt }, 'recording job results failed; retrying'),
+      onWritten: (result, status) => this.executor.written(result, status),
+      onGaveUp: (result, err) => this.executor.gaveUp(result, err),
+      onFlushed: () => {
+        if (this.moreMayBeWaiting) this.requestFetch();
+      },
     });
-    this.maxBacklog = this.concurrency * 4 + 100;
+    this.maxBacklog = this.concurrency * 4 + 100 + 2 * this.prefetch;
     this.executor = new Executor({
       store: this.store,
       pool: this.pool,
-      metrics: this.metrics,
       completer: this.completer,
       describe: (err) => describeDbError(err, this.connectionString).message,
       release: (run) => this.release(run),
-      recorded: () => {
-        if (this.moreMayBeWaiting) this.requestFetch();
-      },
     });
     this.metrics.setQueueDepthSource(() => this.store.queueDepth());
 
@@ -324,11 +337,34 @@ export class Worker {
   }
 
   /** Shutdown: buffered jobs never started, so they go back to the queue at once. */
-  private async handBackBuffered(): Promise<void> {
-    const runs = [...this.buffer.values()];
-    this.buffer.clear();
+  private handBackBuffered(): Promise<void> {
+    return this.handBackFromBuffer([...this.buffer.values()]);
+  }
+
+  /**
+   * On each heartbeat: the median time the running jobs have run so far bounds the buffer
+   * (jobs that turn out long stop the buffering before they finish), and buffered jobs that
+   * have waited too long go back to the queue, where idle workers can take them.
+   */
+  private async reviewBuffer(): Promise<void> {
+    const now = performance.now();
+    const elapsed: number[] = [];
+    for (const run of this.active.values()) if (run.state === 'running') elapsed.push(now - run.startedAt);
+    elapsed.sort((a, b) => a - b);
+    this.runningMedianMs = elapsed.length > 0 ? elapsed[Math.floor(elapsed.length / 2)]! : 0;
+    const stale = [...this.buffer.values()].filter((run) => now - run.claimedAt > this.maxBufferWaitMs);
+    if (stale.length > 0) {
+      this.logger.info({ jobs: stale.length }, 'buffered jobs waited too long for a slot; handing them back');
+      await this.handBackFromBuffer(stale);
+    }
+  }
+
+  private async handBackFromBuffer(runs: JobRun[]): Promise<void> {
     if (runs.length === 0) return;
-    for (const run of runs) run.state = 'handedBack';
+    for (const run of runs) {
+      this.buffer.delete(run.id);
+      run.state = 'handedBack';
+    }
     try {
       await this.store.handBack(runs.map((r) => ({ id: r.id, token: r.token })));
     } catch (err) {
@@ -366,21 +402,32 @@ export class Worker {
   }
 
   /**
+   * How many claimed jobs to keep buffered: as many as the worker expects to start within
+   * BUFFER_HORIZON_MS by its recent handler durations, up to `prefetch`. None until a job
+   * has finished, so a worker never hoards jobs whose length it does not know.
+   */
+  private bufferTarget(): number {
+    if (this.prefetch === 0 || this.averageRunMs === undefined) return 0;
+    const perSlot = Math.max(this.averageRunMs, this.runningMedianMs, 0.01);
+    return Math.min(this.prefetch, Math.floor((this.concurrency * BUFFER_HORIZON_MS) / perSlot));
+  }
+
+  /**
    * Whether a claim round is worth its statement: a slot is free and nothing is buffered
-   * for it, or the buffer has run down to half.
+   * for it, or the buffer has run down to half its target (so claims come in batches).
    */
   private wantsJobs(): boolean {
     if (this.state !== 'running' || this.completer.backlog >= this.maxBacklog) return false;
-    const free = this.concurrency - this.active.size;
-    if (this.buffer.size === 0) return free > 0;
-    return this.buffer.size <= this.prefetch / 2;
+    if (this.buffer.size === 0 && this.active.size < this.concurrency) return true;
+    const target = this.bufferTarget();
+    return target > 0 && this.buffer.size <= target / 2;
   }
 
   private async fetchLoop(): Promise<void> {
     do {
       this.fetchAgain = false;
       if (!this.wantsJobs()) return;
-      const limit = this.concurrency + this.prefetch - this.active.size - this.buffer.size;
+      const limit = this.concurrency + this.bufferTarget() - this.active.size - this.buffer.size;
       if (limit <= 0) return;
       let claimed: ClaimedJob[];
       try {
@@ -425,9 +472,10 @@ export class Worker {
   private startJob(run: JobRun): void {
     const { job } = run;
     run.state = 'running';
+    run.startedAt = performance.now();
     this.active.set(job.id, run);
     // Wait: from run_at to the claim (database clock), plus the time spent in the buffer.
-    const waitMs = job.startedAt.getTime() - job.runAt.getTime() + (performance.now() - run.claimedAt);
+    const waitMs = job.startedAtMs - job.runAtMs + (run.startedAt - run.claimedAt);
     run.metrics.wait.observe(Math.max(0, waitMs / 1000));
     void this.executor.execute(run, this.tasks.get(job.task)).finally(() => this.release(run));
   }
@@ -439,6 +487,8 @@ export class Worker {
     } else {
       if (this.active.get(run.id) !== run) return;
       this.active.delete(run.id);
+      const ranMs = performance.now() - run.startedAt;
+      this.averageRunMs = this.averageRunMs === undefined ? ranMs : this.averageRunMs + DURATION_WEIGHT * (ranMs - this.averageRunMs);
       this.startBuffered();
       this.metrics.jobsRunning.set(this.active.size);
       if (this.active.size === 0) {
@@ -452,7 +502,8 @@ export class Worker {
 
   /** One statement renews every running job's lease; jobs not renewed are lost or cancelled. */
   private async renewLeases(): Promise<void> {
-    // Running jobs, and finished ones whose results are still being written.
+    await this.reviewBuffer();
+    // Buffered and running jobs, and finished ones whose results are still being written.
     const runs = [...this.buffer.values(), ...[...this.active.values()].filter((run) => run.state === 'running'), ...this.completer.pendingRuns()];
     if (runs.length === 0) return;
     const sentAt = performance.now();
