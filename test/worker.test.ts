@@ -221,6 +221,25 @@ describe('worker', () => {
     await workers.find((w) => w.id === 'worker-b')!.stop();
   });
 
+  it('issues a distinct lease token to every row of a claim and to every later claim of a row', async () => {
+    const { ids } = await producer.enqueueMany(Array.from({ length: 50 }, () => ({ task: 'tokens', queue: 'tokens' })));
+    const claim = async (): Promise<Map<string, string>> => {
+      const rows = await db.rows<{ id: string; lease_token: string }>(
+        `SELECT id::text, lease_token::text FROM "${db.schema}".claim_jobs('{tokens}', '{tokens}', 100, 60000, 'token-test')`,
+      );
+      return new Map(rows.map((r) => [r.id, r.lease_token]));
+    };
+    const first = await claim();
+    expect([...first.keys()].sort()).toEqual([...ids].sort());
+    expect(new Set(first.values()).size).toBe(50);
+    // Requeue them (as the reaper would) and claim again: no token comes back.
+    await db.rows(`UPDATE "${db.schema}".jobs SET status = 'queued', lease_token = NULL, lease_expires_at = NULL WHERE queue = 'tokens'`);
+    const second = await claim();
+    expect(second.size).toBe(50);
+    for (const [id, token] of second) expect(token).not.toBe(first.get(id));
+    expect(new Set([...first.values(), ...second.values()]).size).toBe(100);
+  });
+
   it('aborts the handler when a heartbeat finds the lease gone', async () => {
     let signal: AbortSignal | undefined;
     const worker = await startWorker(
