@@ -31,7 +31,7 @@ export interface CompleterOptions {
 /**
  * Records job results in batches: one fenced statement per flush (two when it holds both
  * successes and failures). A flush starts as soon as a result arrives and none is in
- * flight; results that arrive meanwhile go in the next one, so under load each statement
+ * flight (after the current event-loop turn); results that arrive meanwhile go in the next one, so under load each statement
  * carries many results and at low load none waits. A batch the database refuses (connection
  * lost, deadlock) is retried until retryForMs has passed; after that its jobs come back
  * through the reaper. Results are reported through callbacks, not one promise per job.
@@ -62,9 +62,18 @@ export class Completer {
   /** Queues a result; options.onWritten reports it once written. */
   add(result: PendingResult): void {
     this.queue.push(result);
-    this.flushing ??= this.flushLoop().finally(() => {
+    this.flushing ??= this.flushSoon().finally(() => {
       this.flushing = undefined;
     });
+  }
+
+  /**
+   * Starts a flush after the current turn of the event loop: the results of every handler
+   * that finishes in this turn (a batch of short jobs finishes together) share its statement.
+   */
+  private async flushSoon(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.flushLoop();
   }
 
   /** Resolves when every queued result has been written (or given up on). */
