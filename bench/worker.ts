@@ -13,6 +13,7 @@ const STOP_TIMEOUT_MS = 10_000;
 
 let handled = 0;
 let lastAt = 0;
+let firstAt = 0;
 let reported = -1;
 const latencies: number[] = [];
 const errors: string[] = [];
@@ -38,6 +39,7 @@ async function init(message: WorkerInit): Promise<void> {
       const at = nowMs();
       handled += 1;
       lastAt = at;
+      if (firstAt === 0) firstAt = at;
       if (from >= 0 && payload.i >= from) latencies.push(at - payload.t);
     },
     onError,
@@ -45,7 +47,7 @@ async function init(message: WorkerInit): Promise<void> {
   timer = setInterval(() => {
     if (handled === reported) return;
     reported = handled;
-    void tell({ type: 'count', handled, lastAt }).catch(() => undefined);
+    void tell({ type: 'count', handled, lastAt, firstAt }).catch(() => undefined);
   }, REPORT_EVERY_MS);
   await tell({ type: 'ready', pid: process.pid });
 }
@@ -54,7 +56,7 @@ async function stop(): Promise<void> {
   if (timer) clearInterval(timer);
   const stopping = worker?.stop().catch(onError);
   await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, STOP_TIMEOUT_MS).unref())]);
-  await tell({ type: 'final', handled, lastAt, latencies, errors, errorCount });
+  await tell({ type: 'final', handled, lastAt, firstAt, latencies, errors, errorCount });
   process.disconnect();
   // Libraries may keep timers alive after stop; the run is over either way.
   setTimeout(() => process.exit(0), 200).unref();

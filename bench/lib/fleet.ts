@@ -10,6 +10,7 @@ interface Member {
   child: ChildProcess;
   handled: number;
   lastAt: number;
+  firstAt: number;
   /** This child's clock minus ours, in ms (estimated over IPC). */
   clockOffsetMs: number;
 }
@@ -25,7 +26,7 @@ export class Fleet {
   private stopping = false;
 
   private constructor(children: ChildProcess[]) {
-    this.members = children.map((child) => ({ child, handled: 0, lastAt: 0, clockOffsetMs: 0 }));
+    this.members = children.map((child) => ({ child, handled: 0, lastAt: 0, firstAt: 0, clockOffsetMs: 0 }));
     let reject: (err: Error) => void = () => undefined;
     this.failed = new Promise<never>((_, r) => {
       reject = r;
@@ -42,6 +43,7 @@ export class Fleet {
         if (message.type === 'count') {
           member.handled = message.handled;
           member.lastAt = message.lastAt;
+          member.firstAt = message.firstAt;
         } else if (message.type === 'fatal') {
           fail(new Error(`worker process ${member.child.pid} failed: ${message.message}`));
         }
@@ -85,6 +87,12 @@ export class Fleet {
     return Math.max(...this.members.map((m) => m.lastAt - m.clockOffsetMs));
   }
 
+  /** When the first job started in any process (epoch ms, our clock; 0 = none yet). */
+  get firstAt(): number {
+    const started = this.members.filter((m) => m.firstAt > 0).map((m) => m.firstAt - m.clockOffsetMs);
+    return started.length > 0 ? Math.min(...started) : 0;
+  }
+
   get clockOffsetsMs(): number[] {
     return this.members.map((m) => m.clockOffsetMs);
   }
@@ -116,7 +124,7 @@ export class Fleet {
             const result = await final;
             await exited(member.child);
             const offset = member.clockOffsetMs;
-            return { ...result, lastAt: result.lastAt - offset, latencies: result.latencies.map((l) => l - offset) };
+            return { ...result, lastAt: result.lastAt - offset, firstAt: result.firstAt > 0 ? result.firstAt - offset : 0, latencies: result.latencies.map((l) => l - offset) };
           }),
         ),
         STOP_TIMEOUT_MS,

@@ -34,6 +34,8 @@ export interface WorkerFinal {
   type: 'final';
   handled: number;
   lastAt: number;
+  /** When this process started its first job (epoch ms, its clock; 0 = none yet). */
+  firstAt: number;
   latencies: number[];
   errors: string[];
   errorCount: number;
@@ -42,7 +44,7 @@ export interface WorkerFinal {
 export type FromWorker =
   | { type: 'ready'; pid: number }
   | { type: 'clock'; sentAt: number; childAt: number }
-  | { type: 'count'; handled: number; lastAt: number }
+  | { type: 'count'; handled: number; lastAt: number; firstAt: number }
   | WorkerFinal
   | { type: 'fatal'; message: string };
 

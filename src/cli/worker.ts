@@ -36,7 +36,7 @@ export function workerCommand(): Command {
     .option('--concurrency <n>', 'jobs run at once', optionParser((t) => parseInteger(t, 'concurrency', 1, 10_000)), 10)
     .option(
       '--prefetch <n>',
-      'claimed jobs buffered on top of the running ones, so claims come in larger batches (default: = --concurrency; 0 = none)',
+      'most claimed jobs buffered on top of the running ones (adaptive: what the worker expects to start within ~100 ms), so short jobs are claimed in large batches (default: 10 x --concurrency; 0 = none)',
       optionParser((t) => parseInteger(t, 'prefetch', 0, 100_000)),
     )
     .option(
@@ -69,8 +69,8 @@ export function workerCommand(): Command {
       `
 Durations: a number of milliseconds or a number with a unit: 500, 250ms, 30s, 5m, 2h, 1d.
 The worker applies pending migrations at start. A first SIGTERM or SIGINT stops claiming,
-waits up to --shutdown-grace for running jobs, hands the rest back to the queue and exits 0;
-a second signal exits at once.`,
+hands buffered jobs back, waits up to --shutdown-grace for running jobs, hands the rest back
+to the queue and exits 0; a second signal exits at once.`,
     )
     .action(async function (this: Command) {
       const opts = this.optsWithGlobals<GlobalOptions & WorkerCliOptions>();
