@@ -3,6 +3,7 @@ import { DEFAULT_SCHEMA, channelFor, checkInteger, validateSchema } from '../con
 import { type ConnectionOptions, type Queryable, createPool, describeDbError } from '../db/pool.js';
 import { type Queries, loadQueries } from '../db/queries.js';
 import { SkiplockError } from '../errors.js';
+import { EnqueueCoalescer } from './coalescer.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, type JobOptions, type JobSpec, type NormalizedJob, normalizeJob } from './jobspec.js';
 
 export interface ProducerOptions extends ConnectionOptions {
@@ -12,6 +13,11 @@ export interface ProducerOptions extends ConnectionOptions {
   schema?: string;
   /** Largest payload JSON accepted, in bytes (default 1 MiB). */
   maxPayloadBytes?: number;
+  /**
+   * Merge enqueue() calls made at once (without a client or dedupe key) into one INSERT
+   * (default true). Each call still gets its own id, committed when it resolves.
+   */
+  coalesce?: boolean;
 }
 
 export interface EnqueueCallOptions {
@@ -76,7 +82,7 @@ function pgCode(err: unknown): string | undefined {
 
 /**
  * The client side of the queue: enqueue (one statement and one NOTIFY per call, however
- * many jobs), look jobs up, cancel and retry them.
+ * many jobs; concurrent single-job calls share statements), look jobs up, cancel and retry them.
  */
 export class Producer {
   readonly schema: string;
@@ -86,6 +92,7 @@ export class Producer {
   private readonly channel: string;
   private readonly connectionString: string | undefined;
   private readonly maxPayloadBytes: number;
+  private readonly coalescer: EnqueueCoalescer | undefined;
 
   constructor(options: ProducerOptions = {}) {
     this.schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
@@ -95,6 +102,9 @@ export class Producer {
     this.maxPayloadBytes = checkInteger(options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES, 'maxPayloadBytes', 2, 256 * 1024 * 1024);
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? createPool(options);
+    if (options.coalesce ?? true) {
+      this.coalescer = new EnqueueCoalescer(async (jobs) => (await this.insertNormalized(jobs)).ids);
+    }
   }
 
   /** Checks a job spec against this producer's limits (throws SkiplockError). */
@@ -105,6 +115,10 @@ export class Producer {
   /** Enqueues one job; with a dedupeKey already queued or running, returns that job instead. */
   async enqueue(task: string, payload?: unknown, options: JobOptions & EnqueueCallOptions = {}): Promise<EnqueuedJob> {
     const { client, ...jobOptions } = options;
+    if (client === undefined && this.coalescer !== undefined && (jobOptions.dedupeKey ?? null) === null) {
+      const job = this.normalize({ ...jobOptions, task, payload });
+      return { id: await this.coalescer.add(job), created: true };
+    }
     const result = await this.enqueueMany([{ ...jobOptions, task, payload }], { client });
     const id = result.ids[0];
     if (id === undefined) throw new Error('enqueue returned no id');
@@ -279,6 +293,7 @@ export class Producer {
 
   /** Closes the pool if this producer opened it. */
   async close(): Promise<void> {
+    await this.coalescer?.idle();
     if (this.ownsPool) await this.pool.end();
   }
 }

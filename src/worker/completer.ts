@@ -62,9 +62,7 @@ export class Completer {
   /** Queues a result; options.onWritten reports it once written. */
   add(result: PendingResult): void {
     this.queue.push(result);
-    this.flushing ??= this.flushSoon().finally(() => {
-      this.flushing = undefined;
-    });
+    this.flushing ??= this.flushSoon();
   }
 
   /**
@@ -72,8 +70,15 @@ export class Completer {
    * that finishes in this turn (a batch of short jobs finishes together) share its statement.
    */
   private async flushSoon(): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    await this.flushLoop();
+    try {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await this.flushLoop();
+    } finally {
+      this.flushing = undefined;
+      // A result added after the loop's last check and before this point must not wait
+      // for the next one.
+      if (this.queue.length > 0) this.flushing = this.flushSoon();
+    }
   }
 
   /** Resolves when every queued result has been written (or given up on). */

@@ -398,6 +398,11 @@ export class Worker {
     if (!this.wantsJobs()) return;
     this.fetching = this.fetchLoop().finally(() => {
       this.fetching = undefined;
+      // A request that came after the loop's last check and before this point would be lost.
+      if (this.fetchAgain) {
+        this.fetchAgain = false;
+        this.requestFetch();
+      }
     });
   }
 
