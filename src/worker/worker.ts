@@ -131,6 +131,8 @@ export class Worker {
   private runningMedianMs = 0;
   /** A buffered job that waits longer than this for a slot is handed back. */
   private readonly maxBufferWaitMs: number;
+  /** A buffered job not renewed for this long may have lost its lease: it is not started. */
+  private readonly maxBufferedSilenceMs: number;
   private state: WorkerState = 'idle';
   private fetching: Promise<void> | undefined;
   private fetchAgain = false;
@@ -147,6 +149,7 @@ export class Worker {
     const heartbeatMs = checkDuration(options.heartbeatIntervalMs ?? Math.floor(this.leaseMs / 3), 'heartbeat interval', 10);
     if (heartbeatMs >= this.leaseMs) throw new SkiplockError('the heartbeat interval must be shorter than the lease');
     this.maxBufferWaitMs = Math.max(2 * heartbeatMs, 5000);
+    this.maxBufferedSilenceMs = this.leaseMs - heartbeatMs;
     const pollMs = checkDuration(options.pollIntervalMs ?? 2000, 'poll interval', 10);
     const reaperMs = checkDuration(options.reaperIntervalMs ?? 5000, 'reaper interval', 0);
     const pruneMs = checkDuration(options.pruneIntervalMs ?? 60_000, 'prune interval', 0);
@@ -461,13 +464,22 @@ export class Worker {
     } while (this.fetchAgain || (this.moreMayBeWaiting && this.wantsJobs()));
   }
 
-  /** Fills free slots from the buffer, in claim order. */
+  /**
+   * Fills free slots from the buffer, in claim order. A buffered job whose lease has not been
+   * renewed for most of its length (the database unreachable) may already be reaped and
+   * re-claimed elsewhere: it is dropped, not started.
+   */
   private startBuffered(): void {
     if (this.state !== 'running') return;
     let started = false;
+    const now = performance.now();
     for (const run of this.buffer.values()) {
       if (this.active.size >= this.concurrency) break;
       this.buffer.delete(run.id);
+      if (now - run.renewedAt > this.maxBufferedSilenceMs) {
+        this.executor.lose(run, 'expiry');
+        continue;
+      }
       this.startJob(run);
       started = true;
     }

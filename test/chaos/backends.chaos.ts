@@ -122,7 +122,7 @@ describe('chaos: terminated backends', () => {
       workers: WORKERS,
       concurrency: CONCURRENCY,
       terminated: `${faults} (pool=${stats.pool} busy=${stats.poolBusy} listener=${stats.listener})`,
-      reexecutions: `${figures.reexecutions} (bound ${bound})`,
+      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${bound}; unrecorded_results=${figures.unrecorded})`,
       lost: figures.lost,
       duplicates_succeeded: figures.duplicatesSucceeded,
       double_claims: figures.doubleClaims,

@@ -93,7 +93,7 @@ describe('chaos: worker crashes', () => {
       concurrency: CONCURRENCY,
       kills: kills.length,
       processes: fleet.all.length,
-      reexecutions: `${figures.reexecutions} (bound ${bound}; by_killed=${figures.supersededKilled} by_alive=${figures.supersededAlive})`,
+      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${bound}; unrecorded_results=${figures.unrecorded}; by_killed=${figures.supersededKilled} by_alive=${figures.supersededAlive})`,
       lost: figures.lost,
       duplicates_succeeded: figures.duplicatesSucceeded,
       double_claims: figures.doubleClaims,

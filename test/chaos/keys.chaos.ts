@@ -146,7 +146,7 @@ describe('chaos: concurrency keys', () => {
       db_max_running_per_key: `${dbMaxPerKey} (samples=${sampler.samples})`,
       overall_max_overlap: `${overall} (db_max_running=${dbMaxRunning}, slots=${WORKERS * CONCURRENCY})`,
       kills: kills.length,
-      reexecutions: `${figures.reexecutions} (by_killed=${figures.supersededKilled} by_alive=${figures.supersededAlive})`,
+      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${kills.length * CONCURRENCY}; unrecorded_results=${figures.unrecorded}; by_killed=${figures.supersededKilled} by_alive=${figures.supersededAlive})`,
       rescued_within: `${seconds(rescueMax)} (lease ${seconds(LEASE_MS)})`,
       finished_after_last_kill: finishedAfterLastKill,
       time: seconds(drainedAt - startedAt),

@@ -107,7 +107,7 @@ describe('chaos: server restart', () => {
       restart_took: seconds(restartMs),
       resumed_after: seconds(resumedAt - restartedAt),
       listening_after: listeningAt === undefined ? 'never' : seconds(listeningAt - restartedAt),
-      reexecutions: `${figures.reexecutions} (bound ${bound})`,
+      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${bound}; unrecorded_results=${figures.unrecorded})`,
       lost: figures.lost,
       duplicates_succeeded: figures.duplicatesSucceeded,
       double_claims: figures.doubleClaims,
