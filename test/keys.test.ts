@@ -4,10 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
 import { runCli } from './helpers/cli.js';
 import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { TestWorkers } from './helpers/workers.js';
 
 let db: TestSchema;
 let producer: Producer;
-const workers: Worker[] = [];
+const workers = new TestWorkers(() => db, { pollIntervalMs: 100 });
 
 beforeAll(async () => {
   db = await createTestSchema('keys', { max: 20 });
@@ -15,15 +16,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await workers.stopAll();
   await db.drop();
 });
 
-async function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
-  const worker = new Worker({ connectionString: db.connectionString, schema: db.schema, tasks, pollIntervalMs: 100, ...options });
-  workers.push(worker);
-  await worker.start();
-  return worker;
+function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
+  return workers.start(tasks, options);
 }
 
 async function statuses(ids: string[]): Promise<Record<string, number>> {
@@ -157,7 +155,7 @@ describe('concurrency keys', () => {
     // Overall parallelism well above one key's worth.
     const all = maxOverlap(intervals.map((i) => ({ ...i, key: 'all' }))).get('all') ?? 0;
     expect(all).toBeGreaterThan(3);
-    for (const w of workers.splice(0)) await w.stop();
+    for (const w of workers.started.splice(0)) await w.stop();
   });
 
   it('jobs waiting for a full key do not hold up the jobs behind them; a crashed claim gives the slot back', async () => {

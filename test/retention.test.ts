@@ -4,10 +4,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
 import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { TestWorkers } from './helpers/workers.js';
 
 let db: TestSchema;
 let producer: Producer;
-const workers: Worker[] = [];
+const workers = new TestWorkers(() => db);
 
 beforeAll(async () => {
   db = await createTestSchema('retention');
@@ -15,22 +16,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await workers.stopAll();
   await db.drop();
 });
 
 function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
-  const worker = new Worker({
-    connectionString: db.connectionString,
-    schema: db.schema,
-    tasks,
-    pollIntervalMs: 200,
-    leaseMs: 5000,
-    reaperIntervalMs: 200,
-    ...options,
-  });
-  workers.push(worker);
-  return worker.start().then(() => worker);
+  return workers.start(tasks, options);
 }
 
 /** A promise with its resolve function, for handlers the test holds open. */

@@ -9,13 +9,14 @@ import type { TransitionResult } from '../src/producer/producer.js';
 import buyTicket, { ticketTablesSql } from '../workers/buy-ticket.js';
 import { type CliResult, runCli } from './helpers/cli.js';
 import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { TestWorkers } from './helpers/workers.js';
 
 let db: TestSchema;
 let producer: Producer;
 let jobs: string; // the qualified jobs table
 let racers: pg.Pool; // separate connections for racing calls; their application_name shows them waiting on locks
 let racerName: string;
-const workers: Worker[] = [];
+const workers = new TestWorkers(() => db);
 
 beforeAll(async () => {
   db = await createTestSchema('trans', { max: 5 });
@@ -26,15 +27,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await workers.stopAll();
   await racers?.end();
   await db?.drop();
 });
 
 function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
-  const worker = new Worker({ connectionString: db.connectionString, schema: db.schema, tasks, pollIntervalMs: 200, leaseMs: 5000, reaperIntervalMs: 200, ...options });
-  workers.push(worker);
-  return worker.start().then(() => worker);
+  return workers.start(tasks, options);
 }
 
 type JobRow = { id: string; status: string; attempts: number; run_at: Date; last_error: string | null; lease_token: string | null } & Record<string, unknown>;

@@ -5,10 +5,11 @@ import { JobStore } from '../src/db/jobstore.js';
 import { loadQueries } from '../src/db/queries.js';
 import { Metrics, Producer, type TaskHandler, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
 import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { TestWorkers } from './helpers/workers.js';
 
 let db: TestSchema;
 let producer: Producer;
-const workers: Worker[] = [];
+const workers = new TestWorkers(() => db);
 
 beforeAll(async () => {
   db = await createTestSchema('worker');
@@ -16,22 +17,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await workers.stopAll();
   await db.drop();
 });
 
 function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
-  const worker = new Worker({
-    connectionString: db.connectionString,
-    schema: db.schema,
-    tasks,
-    pollIntervalMs: 200,
-    leaseMs: 5000,
-    reaperIntervalMs: 200,
-    ...options,
-  });
-  workers.push(worker);
-  return worker.start().then(() => worker);
+  return workers.start(tasks, options);
 }
 
 async function job(id: string): Promise<{ status: string; attempts: number; last_error: string | null; locked_by: string }> {
@@ -210,7 +201,7 @@ describe('worker', () => {
     expect(await store.handBack([{ id, token: claimA!.lease_token }])).toEqual(new Set());
     // A's handler now finishes: A's completion is refused and counted as a lease loss.
     releaseA('resolve');
-    const workerA = workers.find((w) => w.id === 'worker-a')!;
+    const workerA = workers.byId('worker-a');
     await waitFor(async () => /task="fenced"} 1/.test(await workerA.metrics.registry.getSingleMetricAsString('skiplock_lease_losses_total')) || undefined);
     expect(await job(id)).toMatchObject({ status: 'running', attempts: 2, locked_by: 'worker-b' });
     // Only the second attempt's result stands.
@@ -218,7 +209,7 @@ describe('worker', () => {
     await waitStatus(id, 'succeeded');
     expect(await job(id)).toMatchObject({ status: 'succeeded', attempts: 2, locked_by: 'worker-b', last_error: 'lease expired (worker worker-a)' });
     await workerA.stop();
-    await workers.find((w) => w.id === 'worker-b')!.stop();
+    await workers.byId('worker-b').stop();
   });
 
   it('issues a distinct lease token to every row of a claim and to every later claim of a row', async () => {

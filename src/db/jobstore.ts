@@ -35,20 +35,17 @@ export interface ReapedRow {
 }
 
 /**
- * Array literals for ids and lease tokens, written directly: ids are digits and tokens are
+ * An array literal of ids or lease tokens, written directly: ids are digits and tokens are
  * uuids from the database, so neither needs quoting (cheaper than pg's generic array encoder).
  */
-function idArray(claims: ReadonlyArray<{ id: string }>): string {
+function arrayLiteral<T>(items: readonly T[], field: (item: T) => string): string {
   let text = '{';
-  for (let i = 0; i < claims.length; i++) text += (i === 0 ? '' : ',') + claims[i]!.id;
+  for (let i = 0; i < items.length; i++) text += (i === 0 ? '' : ',') + field(items[i]!);
   return `${text}}`;
 }
 
-function tokenArray(claims: ReadonlyArray<{ token: string }>): string {
-  let text = '{';
-  for (let i = 0; i < claims.length; i++) text += (i === 0 ? '' : ',') + claims[i]!.token;
-  return `${text}}`;
-}
+const idArray = (claims: ReadonlyArray<{ id: string }>): string => arrayLiteral(claims, (c) => c.id);
+const tokenArray = (claims: ReadonlyArray<{ token: string }>): string => arrayLiteral(claims, (c) => c.token);
 
 /** A claimed job; its Dates are made on first use (a busy worker's handlers rarely read them). */
 export class ClaimedJobRecord implements Job {
