@@ -55,10 +55,11 @@ WHERE dedupe_key = ANY ($1::text[]) AND status IN ('queued', 'running');
 -- $1 task names the worker has handlers for, $2 queues (NULL = all), $3 how many,
 -- $4 lease ms, $5 worker id. See claim_jobs in sql/migrations/0002_keys_and_timeouts.sql.
 -- Times come as epoch milliseconds: much cheaper for the client to turn into Dates than text.
+-- date_part returns float8 directly (extract returns numeric, which then goes through text).
 SELECT id, queue, task, payload, priority, attempts, max_attempts, lease_token, timeout_ms, dedupe_key, concurrency_key,
-       (extract(epoch FROM run_at) * 1000)::float8 AS run_at_ms,
-       (extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms,
-       (extract(epoch FROM started_at) * 1000)::float8 AS started_at_ms
+       date_part('epoch', run_at) * 1000 AS run_at_ms,
+       date_part('epoch', created_at) * 1000 AS created_at_ms,
+       date_part('epoch', started_at) * 1000 AS started_at_ms
 FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text);
 
 -- name: complete
@@ -79,29 +80,34 @@ RETURNING status, run_at;
 
 -- name: completeMany
 -- Marks many jobs succeeded in one statement, each fenced by id, lease token and status =
--- 'running'. Rows are locked in id order first, so concurrent flushes never deadlock.
--- A lease token is issued for one row only, so a row holding one of our tokens is ours: no
--- id-token join is needed (joining two arrays can make a nested loop in generic plans).
-UPDATE {{schema}}.jobs AS j
-SET status = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
-WHERE j.id = ANY (ARRAY(
-    SELECT l.id FROM {{schema}}.jobs AS l
-    WHERE l.id = ANY ($1::bigint[]) AND l.status = 'running'
-    ORDER BY l.id
-    FOR UPDATE OF l))
-  AND j.lease_token = ANY ($2::uuid[])
-RETURNING j.id;
+-- 'running'. A lease token is issued for one row of one claim, so a row holding one of our
+-- tokens is ours: no id-token pairing is needed. Returns one row: how many were written
+-- and, only when that is fewer than asked for, the ids written.
+-- Run unprepared (planned for its actual arrays), not as a named statement: a generic plan
+-- cannot hash the token list and compares every row with every token (O(n^2) for a batch);
+-- the planned form hashes the tokens and finds the rows by an index on id. Measured for
+-- batches of 1000: about half the time of the prepared form, planning included.
+WITH done AS (
+  UPDATE {{schema}}.jobs AS j
+  SET status = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+  WHERE j.id = ANY ($1::bigint[]) AND j.lease_token = ANY ($2::uuid[]) AND j.status = 'running'
+  RETURNING j.id
+)
+SELECT count(*)::int AS written,
+       CASE WHEN count(*) < cardinality($1::bigint[]) THEN array_agg(id)::text END AS ids
+FROM done;
 
 -- name: deleteCompletedMany
 -- As completeMany for a worker that keeps no succeeded jobs: they are deleted at once.
-DELETE FROM {{schema}}.jobs AS j
-WHERE j.id = ANY (ARRAY(
-    SELECT l.id FROM {{schema}}.jobs AS l
-    WHERE l.id = ANY ($1::bigint[]) AND l.status = 'running'
-    ORDER BY l.id
-    FOR UPDATE OF l))
-  AND j.lease_token = ANY ($2::uuid[])
-RETURNING j.id;
+-- Run unprepared, as completeMany.
+WITH done AS (
+  DELETE FROM {{schema}}.jobs AS j
+  WHERE j.id = ANY ($1::bigint[]) AND j.lease_token = ANY ($2::uuid[]) AND j.status = 'running'
+  RETURNING j.id
+)
+SELECT count(*)::int AS written,
+       CASE WHEN count(*) < cardinality($1::bigint[]) THEN array_agg(id)::text END AS ids
+FROM done;
 
 -- name: deleteCompleted
 -- complete for a worker that keeps no succeeded jobs (inside ctx.transaction).

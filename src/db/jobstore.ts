@@ -9,22 +9,26 @@ export interface ClaimedJob {
   readonly token: string;
 }
 
-interface ClaimRow {
-  id: string;
-  queue: string;
-  task: string;
-  payload: unknown;
-  priority: number;
-  run_at_ms: number;
-  attempts: number;
-  max_attempts: number;
-  lease_token: string;
-  created_at_ms: number;
-  started_at_ms: number;
-  timeout_ms: number | null;
-  dedupe_key: string | null;
-  concurrency_key: string | null;
-}
+/**
+ * A row of the claim query, as an array (rowMode 'array': no object per row to build from
+ * field names), in the column order of sql/queries/jobs.sql, claim.
+ */
+type ClaimRow = [
+  id: string,
+  queue: string,
+  task: string,
+  payload: unknown,
+  priority: number,
+  attempts: number,
+  maxAttempts: number,
+  leaseToken: string,
+  timeoutMs: number | null,
+  dedupeKey: string | null,
+  concurrencyKey: string | null,
+  runAtMs: number,
+  createdAtMs: number,
+  startedAtMs: number,
+];
 
 export interface ReapedRow {
   id: string;
@@ -66,19 +70,19 @@ export class ClaimedJobRecord implements Job {
   private dates: { runAt: Date; createdAt: Date; startedAt: Date } | undefined;
 
   constructor(row: ClaimRow) {
-    this.id = row.id;
-    this.queue = row.queue;
-    this.task = row.task;
-    this.payload = row.payload;
-    this.priority = row.priority;
-    this.attempt = row.attempts;
-    this.maxAttempts = row.max_attempts;
-    this.timeoutMs = row.timeout_ms;
-    this.dedupeKey = row.dedupe_key;
-    this.concurrencyKey = row.concurrency_key;
-    this.runAtMs = row.run_at_ms;
-    this.createdAtMs = row.created_at_ms;
-    this.startedAtMs = row.started_at_ms;
+    this.id = row[0];
+    this.queue = row[1];
+    this.task = row[2];
+    this.payload = row[3];
+    this.priority = row[4];
+    this.attempt = row[5];
+    this.maxAttempts = row[6];
+    this.timeoutMs = row[8];
+    this.dedupeKey = row[9];
+    this.concurrencyKey = row[10];
+    this.runAtMs = row[11];
+    this.createdAtMs = row[12];
+    this.startedAtMs = row[13];
   }
 
   private get times(): { runAt: Date; createdAt: Date; startedAt: Date } {
@@ -128,9 +132,10 @@ export class JobStore {
   }): Promise<ClaimedJob[]> {
     const res = await this.pool.query<ClaimRow>({
       ...this.queries.claim,
+      rowMode: 'array',
       values: [params.tasks, params.queues ?? null, params.limit, params.leaseMs, params.workerId],
     });
-    return res.rows.map((row) => ({ token: row.lease_token, job: new ClaimedJobRecord(row) }));
+    return res.rows.map((row) => ({ token: row[7], job: new ClaimedJobRecord(row) }));
   }
 
   /**
@@ -145,16 +150,21 @@ export class JobStore {
 
   /**
    * Records many successes in one statement (marked succeeded, or deleted when this store
-   * keeps no succeeded jobs), each fenced by its token. Returns the ids written; a job
-   * missing from the set was no longer ours.
+   * keeps no succeeded jobs), each fenced by its token. Returns whether a job was written:
+   * a job that was not was no longer ours.
    */
-  async completeMany(claims: ReadonlyArray<{ id: string; token: string }>): Promise<Set<string>> {
+  async completeMany(claims: ReadonlyArray<{ id: string; token: string }>): Promise<(id: string) => boolean> {
     const query = this.deleteSucceeded ? this.queries.deleteCompletedMany : this.queries.completeMany;
-    const res = await this.pool.query<{ id: string }>({
-      ...query,
+    // Unprepared on purpose: planned for the actual arrays, the token check is hashed
+    // (see sql/queries/jobs.sql, completeMany). One row comes back, not one per job.
+    const res = await this.pool.query<{ written: number; ids: string | null }>({
+      text: query.text,
       values: [idArray(claims), tokenArray(claims)],
     });
-    return new Set(res.rows.map((r) => r.id));
+    const row = res.rows[0];
+    if (row !== undefined && row.written === claims.length) return () => true;
+    const written = new Set(row?.ids ? row.ids.slice(1, -1).split(',') : []);
+    return (id) => written.has(id);
   }
 
   /**

@@ -5,6 +5,7 @@ const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600];
 
 export type JobOutcome = 'succeeded' | 'retried' | 'failed' | 'cancelled' | 'lease_lost' | 'handed_back';
+const OUTCOMES: readonly JobOutcome[] = ['succeeded', 'retried', 'failed', 'cancelled', 'lease_lost', 'handed_back'];
 
 /** The metric children of one queue and task, looked up once and reused for every job. */
 export interface JobMetrics {
@@ -32,18 +33,24 @@ export class Metrics {
   readonly claims: Counter<'result'>;
   readonly queueDepth: Gauge<'queue' | 'status'>;
   private depthSource: QueueDepthSource | undefined;
-  private readonly byJobKind = new Map<string, JobMetrics>();
+  private readonly byJobKind = new Map<string, JobKindMetrics>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
     this.registry = registry;
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: PREFIX });
     const registers = [registry];
+    const self = this;
     this.jobsCompleted = new Counter({
       name: `${PREFIX}jobs_completed_total`,
       help: 'Jobs this worker finished running, by queue, task and outcome (succeeded, retried, failed, cancelled, lease_lost, handed_back).',
       labelNames: ['queue', 'task', 'outcome'],
       registers,
+      // Completions are counted locally (a prom-client increment costs about as much as a
+      // whole no-op job's bookkeeping) and added here, whenever the counter is read.
+      collect() {
+        for (const kind of self.byJobKind.values()) kind.flush();
+      },
     });
     this.jobDuration = new Histogram({
       name: `${PREFIX}job_duration_seconds`,
@@ -94,7 +101,6 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
-    const self = this;
     this.queueDepth = new Gauge({
       name: `${PREFIX}queue_depth`,
       help: 'Jobs in the table by queue and status, read from the database at scrape time.',
@@ -115,22 +121,7 @@ export class Metrics {
     const key = `${queue}\u0000${task}`;
     let found = this.byJobKind.get(key);
     if (found === undefined) {
-      const labels = { queue, task };
-      const completed = new Map<JobOutcome, { inc(): void }>();
-      const counter = this.jobsCompleted;
-      found = {
-        duration: this.jobDuration.labels(labels),
-        wait: this.jobWait.labels(labels),
-        leaseLosses: this.leaseLosses.labels(labels),
-        completed(outcome: JobOutcome): void {
-          let child = completed.get(outcome);
-          if (child === undefined) {
-            child = counter.labels({ ...labels, outcome });
-            completed.set(outcome, child);
-          }
-          child.inc();
-        },
-      };
+      found = new JobKindMetrics(this, queue, task);
       this.byJobKind.set(key, found);
     }
     return found;
@@ -143,5 +134,44 @@ export class Metrics {
 
   async text(): Promise<string> {
     return this.registry.metrics();
+  }
+}
+
+/** The metrics of one queue and task; completions wait in local counts until a read. */
+class JobKindMetrics implements JobMetrics {
+  readonly duration: { observe(seconds: number): void };
+  readonly wait: { observe(seconds: number): void };
+  readonly leaseLosses: { inc(): void };
+  private readonly pending = OUTCOMES.map(() => 0);
+  private readonly counters: Array<{ inc(value: number): void } | undefined> = OUTCOMES.map(() => undefined);
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly queue: string,
+    private readonly task: string,
+  ) {
+    const labels = { queue, task };
+    this.duration = metrics.jobDuration.labels(labels);
+    this.wait = metrics.jobWait.labels(labels);
+    this.leaseLosses = metrics.leaseLosses.labels(labels);
+  }
+
+  completed(outcome: JobOutcome): void {
+    this.pending[OUTCOMES.indexOf(outcome)]! += 1;
+  }
+
+  /** Adds the completions counted since the last read to skiplock_jobs_completed_total. */
+  flush(): void {
+    for (let i = 0; i < OUTCOMES.length; i++) {
+      const n = this.pending[i]!;
+      if (n === 0) continue;
+      this.pending[i] = 0;
+      let counter = this.counters[i];
+      if (counter === undefined) {
+        counter = this.metrics.jobsCompleted.labels({ queue: this.queue, task: this.task, outcome: OUTCOMES[i]! });
+        this.counters[i] = counter;
+      }
+      counter.inc(n);
+    }
   }
 }

@@ -95,7 +95,7 @@ export class Completer {
       if (successes.length > 0) {
         await this.write(successes, failures, async (batch) => {
           const written = await this.store.completeMany(batch.map((p) => ({ id: p.run.id, token: p.run.token })));
-          return (p) => (written.has(p.run.id) ? 'succeeded' : undefined);
+          return (p) => (written(p.run.id) ? 'succeeded' : undefined);
         });
       }
       if (failures.length > 0) {

@@ -33,15 +33,24 @@ type Outcome = { ok: true } | { ok: false; error: unknown; timedOut?: boolean };
 
 const SUCCESS: Outcome = { ok: true };
 
-/** The handler's promise as an outcome; a synchronous throw counts as a failure too. */
-async function runHandler(task: ResolvedTask | undefined, job: Job, ctx: TaskContext): Promise<Outcome> {
+/**
+ * Starts the handler and calls `done` once with its outcome; a synchronous throw counts as a
+ * failure too. `done` always runs in a later microtask, never inside this call, so a
+ * handler that returns at once cannot make the caller's loop recurse. One promise per run
+ * (rather than an async wrapper per layer): this is the hot path of short jobs.
+ */
+function runHandler(task: ResolvedTask | undefined, job: Job, ctx: TaskContext, done: (outcome: Outcome) => void): void {
+  let result: unknown;
   try {
     if (task === undefined) throw new SkiplockError(`no handler for task ${job.task}`);
-    await task.handler(job.payload as never, ctx);
-    return SUCCESS;
+    result = task.handler(job.payload as never, ctx);
   } catch (error) {
-    return { ok: false, error };
+    result = Promise.reject(error);
   }
+  Promise.resolve(result).then(
+    () => done(SUCCESS),
+    (error: unknown) => done({ ok: false, error }),
+  );
 }
 
 const MAX_ERROR_LENGTH = 4000;
@@ -80,26 +89,44 @@ class RunContext implements TaskContext {
 export class Executor {
   constructor(private readonly deps: ExecutorDeps) {}
 
-  async execute(run: JobRun, task: ResolvedTask | undefined): Promise<void> {
+  /**
+   * Runs the handler, then hands its result to the completer (or drops it when the claim is
+   * gone). Calls deps.release(run) once the run no longer holds its slot.
+   */
+  execute(run: JobRun, task: ResolvedTask | undefined): void {
     const { job } = run;
     const ctx = new RunContext(run, this, this.deps.pool);
     const t0 = performance.now();
     const timeoutMs = job.timeoutMs ?? task?.timeoutMs;
-    let outcome: Outcome;
+    const settle = (outcome: Outcome): void => {
+      try {
+        this.settle(run, task, t0, outcome);
+      } finally {
+        this.deps.release(run);
+      }
+    };
     if (timeoutMs === undefined) {
-      outcome = await runHandler(task, job, ctx);
-    } else {
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<Outcome>((resolve) => {
-        timer = setTimeout(
-          () => resolve({ ok: false, timedOut: true, error: new JobAbortedError('timeout', `timed out after ${timeoutMs} ms`) }),
-          timeoutMs,
-        );
-      });
-      outcome = await Promise.race([runHandler(task, job, ctx), timedOut]);
-      clearTimeout(timer);
-      if (!outcome.ok && outcome.timedOut && run.state === 'running') run.controller.abort(outcome.error);
+      runHandler(task, job, ctx, settle);
+      return;
     }
+    let finished = false;
+    const timer = setTimeout(() => {
+      if (finished) return;
+      finished = true;
+      const error = new JobAbortedError('timeout', `timed out after ${timeoutMs} ms`);
+      if (run.state === 'running') run.controller.abort(error);
+      settle({ ok: false, error, timedOut: true });
+    }, timeoutMs);
+    runHandler(task, job, ctx, (outcome) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      settle(outcome);
+    });
+  }
+
+  private settle(run: JobRun, task: ResolvedTask | undefined, t0: number, outcome: Outcome): void {
+    const { job } = run;
     const seconds = (performance.now() - t0) / 1000;
     const durationMs = Math.round(seconds * 1000);
     run.durationMs = durationMs;

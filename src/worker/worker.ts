@@ -123,8 +123,15 @@ export class Worker {
   /** Results waiting to be written beyond which the worker stops claiming (back-pressure). */
   private readonly maxBacklog: number;
   private readonly active = new Map<string, JobRun>();
-  /** Claimed jobs waiting for a slot, in claim order. */
+  /** Claimed jobs waiting for a slot, by id. */
   private readonly buffer = new Map<string, JobRun>();
+  /**
+   * The same jobs in claim order, from `bufferHead` on; entries that left the buffer
+   * meanwhile (handed back, lost) are skipped. A Map iterated from its start after many
+   * deletions walks over every deleted entry, which cost a few per cent of a drain.
+   */
+  private bufferOrder: JobRun[] = [];
+  private bufferHead = 0;
   /** Moving average of handler durations in ms (undefined until a job has finished). */
   private averageRunMs: number | undefined;
   /** Median time the running jobs had run at the last heartbeat. */
@@ -368,6 +375,10 @@ export class Worker {
       this.buffer.delete(run.id);
       run.state = 'handedBack';
     }
+    if (this.buffer.size === 0) {
+      this.bufferOrder = [];
+      this.bufferHead = 0;
+    }
     try {
       await this.store.handBack(runs.map((r) => ({ id: r.id, token: r.token })));
     } catch (err) {
@@ -458,7 +469,9 @@ export class Worker {
       }
       const now = performance.now();
       for (const { job, token } of claimed) {
-        this.buffer.set(job.id, new JobRun(job, token, this.logger, this.metrics.forJob(job.queue, job.task), now));
+        const run = new JobRun(job, token, this.logger, this.metrics.forJob(job.queue, job.task), now);
+        this.buffer.set(job.id, run);
+        this.bufferOrder.push(run);
       }
       this.startBuffered();
     } while (this.fetchAgain || (this.moreMayBeWaiting && this.wantsJobs()));
@@ -473,8 +486,10 @@ export class Worker {
     if (this.state !== 'running') return;
     let started = false;
     const now = performance.now();
-    for (const run of this.buffer.values()) {
-      if (this.active.size >= this.concurrency) break;
+    const order = this.bufferOrder;
+    while (this.bufferHead < order.length && this.active.size < this.concurrency) {
+      const run = order[this.bufferHead++]!;
+      if (this.buffer.get(run.id) !== run) continue; // left the buffer already
       this.buffer.delete(run.id);
       if (now - run.renewedAt > this.maxBufferedSilenceMs) {
         this.executor.lose(run, 'expiry');
@@ -482,6 +497,13 @@ export class Worker {
       }
       this.startJob(run);
       started = true;
+    }
+    if (this.bufferHead === order.length) {
+      this.bufferOrder = [];
+      this.bufferHead = 0;
+    } else if (this.bufferHead > 1024 && this.bufferHead * 2 > order.length) {
+      this.bufferOrder = order.slice(this.bufferHead);
+      this.bufferHead = 0;
     }
     if (started) this.metrics.jobsRunning.set(this.active.size);
   }
@@ -494,7 +516,7 @@ export class Worker {
     // Wait: from run_at to the claim (database clock), plus the time spent in the buffer.
     const waitMs = job.startedAtMs - job.runAtMs + (run.startedAt - run.claimedAt);
     run.metrics.wait.observe(Math.max(0, waitMs / 1000));
-    void this.executor.execute(run, this.tasks.get(job.task)).finally(() => this.release(run));
+    this.executor.execute(run, this.tasks.get(job.task));
   }
 
   /** Forgets a run, frees its slot (or buffer place), starts a buffered job and, if more work may be waiting, fetches. */
