@@ -1,7 +1,9 @@
 /**
  * One worker process of a benchmark: starts the given system's worker with a no-op handler
  * and reports to its parent over IPC how many jobs it has started (every 10 ms while that
- * changes) and, at the end, each job's enqueue-to-start latency.
+ * changes), when the first and the latest timed job of the current round started (warm-up
+ * jobs and earlier rounds have lower indexes) and, at the end, each job's enqueue-to-start
+ * latency.
  */
 import { type Payload, errorText, nowMs } from './lib/common.js';
 import { type FromWorker, type ToWorker, type WorkerInit, send } from './lib/proc.js';
@@ -14,6 +16,8 @@ const STOP_TIMEOUT_MS = 10_000;
 let handled = 0;
 let lastAt = 0;
 let firstAt = 0;
+/** Jobs with payload.i below this (warm-up, earlier rounds) are counted but not timed. */
+let timedFrom = 0;
 let reported = -1;
 const latencies: number[] = [];
 const errors: string[] = [];
@@ -38,8 +42,11 @@ async function init(message: WorkerInit): Promise<void> {
     onJob: (payload: Payload) => {
       const at = nowMs();
       handled += 1;
-      lastAt = at;
-      if (firstAt === 0) firstAt = at;
+      // Warm-up jobs (negative index) and earlier rounds are counted but not timed.
+      if (payload.i >= timedFrom) {
+        lastAt = at;
+        if (firstAt === 0) firstAt = at;
+      }
       if (from >= 0 && payload.i >= from) latencies.push(at - payload.t);
     },
     onError,
@@ -73,6 +80,12 @@ process.on('message', (raw) => {
       break;
     case 'clock':
       void tell({ type: 'clock', sentAt: message.sentAt, childAt: nowMs() });
+      break;
+    case 'round':
+      timedFrom = message.from;
+      firstAt = 0;
+      lastAt = 0;
+      void tell({ type: 'round-started' }).catch(() => undefined);
       break;
     case 'stop':
       void stop();

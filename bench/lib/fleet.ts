@@ -112,6 +112,23 @@ export class Fleet {
     );
   }
 
+  /** Starts a timed round: first and latest start times count jobs with index >= from only. */
+  async startRound(from: number): Promise<void> {
+    await this.guard(
+      Promise.all(
+        this.members.map(async (member) => {
+          const started = nextMessage(member.child, 'round-started');
+          await send(member.child, { type: 'round', from });
+          await started;
+          member.firstAt = 0;
+          member.lastAt = 0;
+        }),
+      ),
+      READY_TIMEOUT_MS,
+      'worker processes did not start the round',
+    );
+  }
+
   /** Stops every worker gracefully and returns what each reported, latencies corrected for clock offset. */
   async stop(): Promise<WorkerFinal[]> {
     this.stopping = true;

@@ -24,6 +24,10 @@ export interface ScenarioParams {
   warmupS?: number;
   /** Producer connection pool size. */
   producerPool?: number;
+  /** Drains: jobs drained (untimed) by the same worker processes before the timed rounds. */
+  warmupJobs?: number;
+  /** Drains: timed rounds of `jobs` each in the same worker processes (the headline is the median round). */
+  rounds?: number;
 }
 
 export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioParams {
@@ -37,8 +41,10 @@ export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioPara
       return { description: 'bulk enqueue calls of batchSize jobs, one after another, from 1 caller', jobs: q(50_000, 5000), batchSize: 1000, callers: 1, producerPool: 1 };
     case 'drain_1proc':
       return {
-        description: 'workers started idle, then jobs committed in one bulk call; time from commit to the last job recorded as finished',
+        description: 'workers started idle and warmed up by an untimed drain, then jobs committed in one bulk call; time from commit to the last job recorded as finished',
         jobs: q(20_000, 2000),
+        warmupJobs: q(2000, 200),
+        rounds: q(3, 1),
         processes: 1,
         concurrency: 20,
         producerPool: 1,
@@ -47,6 +53,8 @@ export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioPara
       return {
         description: 'as drain_1proc with 2 worker processes',
         jobs: q(20_000, 2000),
+        warmupJobs: q(2000, 200),
+        rounds: q(3, 1),
         processes: 2,
         concurrency: 10,
         producerPool: 1,

@@ -28,13 +28,15 @@ export interface WorkerInit {
   latencyFromIndex: number;
 }
 
-export type ToWorker = WorkerInit | { type: 'clock'; sentAt: number } | { type: 'stop' };
+/** 'round': from now on, first and latest start times count jobs with payload.i >= from only. */
+export type ToWorker = WorkerInit | { type: 'clock'; sentAt: number } | { type: 'round'; from: number } | { type: 'stop' };
 
 export interface WorkerFinal {
   type: 'final';
   handled: number;
+  /** When this process started its latest timed job (epoch ms, its clock). */
   lastAt: number;
-  /** When this process started its first job (epoch ms, its clock; 0 = none yet). */
+  /** When this process started its first timed job of the current round (epoch ms, its clock; 0 = none yet). */
   firstAt: number;
   latencies: number[];
   errors: string[];
@@ -45,6 +47,7 @@ export type FromWorker =
   | { type: 'ready'; pid: number }
   | { type: 'clock'; sentAt: number; childAt: number }
   | { type: 'count'; handled: number; lastAt: number; firstAt: number }
+  | { type: 'round-started' }
   | WorkerFinal
   | { type: 'fatal'; message: string };
 
