@@ -41,7 +41,8 @@ function waitStatus(id: string, status: string, timeoutMs = 20_000): Promise<tru
 describe('worker', () => {
   it('wakes on NOTIFY well before the poll interval', async () => {
     const started: number[] = [];
-    const worker = await startWorker({ 'wake-up': () => void started.push(Date.now()) }, { pollIntervalMs: 60_000, queues: ['wake'] });
+    // The broadcast path: no hand-off (test/handoff.test.ts covers that one).
+    const worker = await startWorker({ 'wake-up': () => void started.push(Date.now()) }, { pollIntervalMs: 60_000, queues: ['wake'], handoff: false });
     await delay(300); // the first fetch at start has run and found nothing
     const enqueuedAt = Date.now();
     await producer.enqueue('wake-up', {}, { queue: 'wake' });

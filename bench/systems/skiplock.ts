@@ -1,5 +1,7 @@
 import type pg from 'pg';
-import { Producer, Worker, createPool, migrate } from '../../src/index.js';
+// The compiled package (npm run bench builds it first), as users run it; not the sources
+// through the tsx loader, whose transform adds work of its own (esbuild's keepNames wrapper).
+import { Producer, Worker, createPool, migrate } from '../../dist/src/index.js';
 import type { Payload } from '../lib/common.js';
 import { type ProducerHandle, type SystemAdapter, TASK, type WorkerHandle, type WorkerSettings } from './types.js';
 import { installedVersion } from './version.js';

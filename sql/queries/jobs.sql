@@ -22,6 +22,49 @@ SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,
        CASE WHEN bool_or(run_at <= now()) THEN pg_notify($11, count(*)::text) END AS notified
 FROM ins;
 
+-- name: enqueueHandoff
+-- Inserts one due job (no delay, dedupe or concurrency key) and, when an idle worker of its
+-- task and queue is registered in waiters, hands it over in the same statement: the job is
+-- inserted claimed by that worker (running, attempt 1, a fresh lease token) and its row goes
+-- to the worker's own channel, in the column order of the claim query. The waiter row is
+-- taken with SKIP LOCKED, so producers never wait for each other. Without a waiter, the job
+-- is queued and the usual NOTIFY goes out. $1 queue, $2 task, $3 payload, $4 priority,
+-- $5 max attempts, $6 timeout ms, $7 the shared channel.
+WITH w AS (
+  UPDATE {{schema}}.waiters AS w
+  SET slots = w.slots - 1, handed = w.handed + 1
+  WHERE w.worker = (
+    SELECT c.worker FROM {{schema}}.waiters AS c
+    WHERE c.slots > 0 AND c.expires_at > now()
+      AND $2::text = ANY (c.tasks) AND (c.queues IS NULL OR $1::text = ANY (c.queues))
+    ORDER BY c.slots DESC
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+  RETURNING w.worker, w.channel, w.lease_ms
+), ins AS (
+  INSERT INTO {{schema}}.jobs (queue, task, payload, priority, max_attempts, timeout_ms,
+                               status, attempts, lease_token, lease_expires_at, locked_by, started_at)
+  SELECT $1::text, $2::text, $3::jsonb, $4::int, $5::int, $6::int,
+         CASE WHEN w.worker IS NULL THEN 'queued' ELSE 'running' END,
+         CASE WHEN w.worker IS NULL THEN 0 ELSE 1 END,
+         CASE WHEN w.worker IS NULL THEN NULL ELSE gen_random_uuid() END,
+         now() + w.lease_ms * interval '1 millisecond',
+         w.worker,
+         CASE WHEN w.worker IS NULL THEN NULL ELSE now() END
+  FROM (VALUES (1)) AS one (x) LEFT JOIN w ON true
+  RETURNING id, queue, task, payload, priority, attempts, max_attempts, lease_token, timeout_ms,
+            run_at, created_at, started_at, locked_by
+)
+SELECT ins.id,
+       CASE WHEN w.worker IS NULL THEN pg_notify($7::text, '1')
+            ELSE pg_notify(w.channel, json_build_array(
+                   ins.id::text, ins.queue, ins.task, ins.payload, ins.priority, ins.attempts,
+                   ins.max_attempts, ins.lease_token, ins.timeout_ms, NULL, NULL,
+                   date_part('epoch', ins.run_at) * 1000, date_part('epoch', ins.created_at) * 1000,
+                   date_part('epoch', ins.started_at) * 1000)::text) END AS notified,
+       w.worker IS NOT NULL AS handed_off
+FROM ins LEFT JOIN w ON true;
+
 -- name: enqueueDedupe
 -- As enqueue, for jobs that may carry dedupe keys: a job whose key is already queued or
 -- running (or earlier in the same statement) is not inserted; the caller looks it up.
@@ -180,13 +223,77 @@ FROM (
   FROM h LEFT JOIN renewed AS r ON r.id = h.id
 ) AS x;
 
+-- name: registerWaiter
+-- An idle worker offers $6 slots for hand-offs until $7 ms from now. Slots already handed to
+-- it but not yet received ($8: hand-offs it has received since it first registered) are
+-- taken off, so it is never offered more than it can start. Committed asynchronously: a
+-- registration lost in a crash only costs the fast path.
+INSERT INTO {{schema}}.waiters AS w (worker, channel, tasks, queues, lease_ms, slots, expires_at)
+SELECT $1::text, $2::text, $3::text[], $4::text[], $5::float8, $6::int, now() + $7::float8 * interval '1 millisecond'
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async (x)
+ON CONFLICT (worker) DO UPDATE
+SET slots = greatest(0, EXCLUDED.slots - (w.handed - $8::bigint)),
+    channel = EXCLUDED.channel, tasks = EXCLUDED.tasks, queues = EXCLUDED.queues,
+    lease_ms = EXCLUDED.lease_ms, expires_at = EXCLUDED.expires_at
+RETURNING w.slots;
+
+-- name: withdrawWaiter
+-- The worker takes its offer back (it is busy): no more hand-offs until it registers again.
+-- The row (and its count of hand-offs) stays. Returns how many it was handed in all.
+UPDATE {{schema}}.waiters AS w
+SET slots = 0
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async (x)
+WHERE w.worker = $1::text
+RETURNING w.handed;
+
+-- name: dropWaiter
+-- Shutdown: the worker's row goes. Returns how many it was handed in all.
+DELETE FROM {{schema}}.waiters WHERE worker = $1::text RETURNING handed;
+
+-- name: adoptHandoffs
+-- After a listener outage: jobs handed to this worker ($1) that it does not know ($2), whose
+-- notification was lost, in the column order of the claim query; the worker runs them as
+-- it would have. Hand-offs only (claimed at insert: started_at = created_at, one
+-- transaction), so a claim of ours still on its way is never taken for one.
+SELECT id, queue, task, payload, priority, attempts, max_attempts, lease_token, timeout_ms, dedupe_key, concurrency_key,
+       date_part('epoch', run_at) * 1000 AS run_at_ms,
+       date_part('epoch', created_at) * 1000 AS created_at_ms,
+       date_part('epoch', started_at) * 1000 AS started_at_ms
+FROM {{schema}}.jobs
+WHERE status = 'running' AND locked_by = $1::text AND started_at = created_at AND id <> ALL ($2::bigint[]);
+
+-- name: handBackUnknown
+-- Shutdown: jobs handed to this worker ($1) whose notification never arrived. Every running
+-- job it holds but does not know ($2; it claims nothing more by now) goes back to the queue
+-- at once, without using up an attempt; one NOTIFY ($3).
+WITH back AS (
+  UPDATE {{schema}}.jobs AS j
+  SET status = 'queued', attempts = j.attempts - 1, lease_token = NULL, lease_expires_at = NULL
+  WHERE j.id = ANY (ARRAY(
+      SELECT r.id FROM {{schema}}.jobs AS r
+      WHERE r.status = 'running' AND r.locked_by = $1::text AND r.id <> ALL ($2::bigint[])
+      ORDER BY r.id
+      FOR UPDATE SKIP LOCKED))
+    AND j.status = 'running' AND j.locked_by = $1::text
+  RETURNING j.id
+)
+SELECT coalesce(array_agg(id)::text, '{}') AS ids,
+       CASE WHEN count(*) > 0 AND $3::text <> '' THEN pg_notify($3::text, count(*)::text) END AS notified
+FROM back;
+
 -- name: handBack
--- Graceful shutdown: unfinished jobs go back to the queue at once, without using up an attempt.
-UPDATE {{schema}}.jobs AS j
-SET status = 'queued', attempts = j.attempts - 1, lease_token = NULL, lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)
-WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
-RETURNING j.id;
+-- Graceful shutdown: unfinished jobs go back to the queue at once, without using up an
+-- attempt, and one NOTIFY ($3, the shared channel) tells idle workers.
+WITH back AS (
+  UPDATE {{schema}}.jobs AS j
+  SET status = 'queued', attempts = j.attempts - 1, lease_token = NULL, lease_expires_at = NULL
+  FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)
+  WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+  RETURNING j.id
+)
+SELECT coalesce(array_agg(id)::text, '{}') AS ids,
+       CASE WHEN count(*) > 0 AND $3::text <> '' THEN pg_notify($3::text, count(*)::text) END AS notified
+FROM back;
 
 -- name: reap
 -- Requeues (or fails, when no attempts are left) up to $1 jobs whose lease expired.

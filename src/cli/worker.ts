@@ -26,6 +26,7 @@ interface WorkerCliOptions {
   metricsPort: number;
   metricsHost: string;
   workerId?: string;
+  handoff: boolean;
 }
 
 const duration = (what: string) => optionParser((t) => parseDuration(t, what));
@@ -64,6 +65,7 @@ export function workerCommand(): Command {
     .option('--metrics-port <port>', 'port of /metrics and /healthz (0 = off)', optionParser((t) => parseInteger(t, 'metrics port', 0, 65535)), 9464)
     .option('--metrics-host <host>', 'address /metrics and /healthz bind to', '127.0.0.1')
     .option('--worker-id <id>', 'name recorded as the jobs\' locked_by (default host:pid:random)')
+    .option('--no-handoff', 'do not take jobs handed over directly by producers while idle (they are claimed instead)')
     .addHelpText(
       'after',
       `
@@ -138,6 +140,7 @@ async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> 
         reaperIntervalMs: opts.reaperInterval,
         shutdownGraceMs: opts.shutdownGrace,
         workerId: opts.workerId,
+        handoff: opts.handoff,
         logger,
         metrics,
       });

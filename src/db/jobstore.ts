@@ -13,7 +13,7 @@ export interface ClaimedJob {
  * A row of the claim query, as an array (rowMode 'array': no object per row to build from
  * field names), in the column order of sql/queries/jobs.sql, claim.
  */
-type ClaimRow = [
+export type ClaimRow = [
   id: string,
   queue: string,
   task: string,
@@ -46,6 +46,11 @@ function arrayLiteral<T>(items: readonly T[], field: (item: T) => string): strin
   let text = '{';
   for (let i = 0; i < items.length; i++) text += (i === 0 ? '' : ',') + field(items[i]!);
   return `${text}}`;
+}
+
+/** Ids from a bigint[] sent as text ("{1,2,3}"). */
+function parseIdArray(text: string | null | undefined): string[] {
+  return text && text.length > 2 ? text.slice(1, -1).split(',') : [];
 }
 
 const idArray = (claims: ReadonlyArray<{ id: string }>): string => arrayLiteral(claims, (c) => c.id);
@@ -120,6 +125,8 @@ export class JobStore {
     private readonly queries: Queries,
     /** Delete succeeded jobs when recording their success instead of keeping them. */
     private readonly deleteSucceeded = false,
+    /** The schema's shared NOTIFY channel (jobs handed back to the queue wake idle workers). */
+    private readonly channel = '',
   ) {}
 
   /** Claims up to `limit` due jobs of the given tasks (and queues) in one statement. */
@@ -163,7 +170,7 @@ export class JobStore {
     });
     const row = res.rows[0];
     if (row !== undefined && row.written === claims.length) return () => true;
-    const written = new Set(row?.ids ? row.ids.slice(1, -1).split(',') : []);
+    const written = new Set(parseIdArray(row?.ids));
     return (id) => written.has(id);
   }
 
@@ -224,14 +231,67 @@ export class JobStore {
     return lost;
   }
 
+  /**
+   * Offers `slots` hand-off slots for this worker until `ttlMs` from now (see
+   * sql/queries/jobs.sql, registerWaiter). Returns the slots the row offers afterwards.
+   */
+  async registerWaiter(waiter: {
+    workerId: string;
+    channel: string;
+    tasks: readonly string[];
+    queues: readonly string[] | undefined;
+    leaseMs: number;
+    slots: number;
+    ttlMs: number;
+    received: number;
+  }): Promise<number> {
+    const res = await this.pool.query<{ slots: number }>({
+      ...this.queries.registerWaiter,
+      values: [waiter.workerId, waiter.channel, waiter.tasks, waiter.queues ?? null, waiter.leaseMs, waiter.slots, waiter.ttlMs, waiter.received],
+    });
+    return res.rows[0]?.slots ?? 0;
+  }
+
+  /** Takes this worker's hand-off offer back (slots = 0). */
+  async withdrawWaiter(workerId: string): Promise<void> {
+    await this.pool.query({ ...this.queries.withdrawWaiter, values: [workerId] });
+  }
+
+  /** Deletes this worker's waiter row (shutdown). */
+  async dropWaiter(workerId: string): Promise<void> {
+    await this.pool.query({ ...this.queries.dropWaiter, values: [workerId] });
+  }
+
+  /** Jobs handed to this worker that it does not know (their notification was lost). */
+  async adoptHandoffs(workerId: string, known: readonly string[]): Promise<ClaimedJob[]> {
+    const res = await this.pool.query<ClaimRow>({
+      ...this.queries.adoptHandoffs,
+      rowMode: 'array',
+      values: [workerId, `{${known.join(',')}}`],
+    });
+    return res.rows.map((row) => ({ token: row[7], job: new ClaimedJobRecord(row) }));
+  }
+
+  /**
+   * Hands back to the queue every running job claimed for this worker that it does not know
+   * (hand-offs whose notification never arrived). Returns their ids.
+   */
+  async handBackUnknown(workerId: string, known: readonly string[]): Promise<string[]> {
+    const res = await this.pool.query<{ ids: string }>({
+      ...this.queries.handBackUnknown,
+      values: [workerId, `{${known.join(',')}}`, this.channel],
+    });
+    return parseIdArray(res.rows[0]?.ids);
+  }
+
   /** Puts unfinished claims back to queued at once; returns the ids handed back. */
   async handBack(claims: ReadonlyArray<{ id: string; token: string }>): Promise<Set<string>> {
     if (claims.length === 0) return new Set();
-    const res = await this.pool.query<{ id: string }>({
+    const res = await this.pool.query<{ ids: string }>({
       ...this.queries.handBack,
-      values: [idArray(claims), tokenArray(claims)],
+      values: [idArray(claims), tokenArray(claims), this.channel],
     });
-    return new Set(res.rows.map((r) => r.id));
+    return new Set(parseIdArray(res.rows[0]?.ids));
   }
 
   /** Requeues or fails up to `limit` jobs whose lease expired. */

@@ -6,6 +6,7 @@ export const SQL_DIR = new URL(import.meta.url.includes('/dist/src/') ? '../../.
 
 export const QUERY_NAMES = [
   'enqueue',
+  'enqueueHandoff',
   'enqueueDedupe',
   'findByDedupeKey',
   'claim',
@@ -17,6 +18,11 @@ export const QUERY_NAMES = [
   'deleteCompleted',
   'prune',
   'heartbeat',
+  'registerWaiter',
+  'withdrawWaiter',
+  'dropWaiter',
+  'adoptHandoffs',
+  'handBackUnknown',
   'handBack',
   'reap',
   'queueDepth',

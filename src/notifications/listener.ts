@@ -12,11 +12,16 @@ export interface ListenerOptions {
   onNotify: () => void;
   /** Called after the connection was lost and is back: notifications may have been missed. */
   onReconnect: () => void;
+  /** Called when the connection is lost (before reconnecting). */
+  onLost?: () => void;
+  /** This worker's own channel for hand-offs, whose payloads are passed on as text. */
+  handoff?: { channel: string; onPayload: (text: string) => void };
 }
 
 /**
  * One LISTEN connection per process (pg-listen). It reconnects forever with a capped
- * backoff; payloads are never parsed, so junk on the channel cannot hurt the worker.
+ * backoff. Payloads on the shared channel are never parsed, so junk there cannot hurt the
+ * worker; payloads on the worker's own hand-off channel go to the worker as text.
  */
 export class Listener {
   private readonly subscriber: Subscriber;
@@ -35,6 +40,8 @@ export class Listener {
     });
     const { events, notifications } = this.subscriber;
     notifications.on(options.channel, () => options.onNotify());
+    const { handoff } = options;
+    if (handoff) notifications.on(handoff.channel, (payload: unknown) => handoff.onPayload(typeof payload === 'string' ? payload : ''));
     events.on('connected', () => {
       this.connected = true;
       if (this.everConnected) {
@@ -44,6 +51,7 @@ export class Listener {
       this.everConnected = true;
     });
     events.on('reconnect', (attempt: number) => {
+      if (this.connected && !this.closed) options.onLost?.();
       this.connected = false;
       if (!this.closed) options.logger.warn({ attempt }, 'notification listener reconnecting');
     });
@@ -60,6 +68,7 @@ export class Listener {
     try {
       await this.subscriber.connect();
       await this.subscriber.listenTo(this.options.channel);
+      if (this.options.handoff) await this.subscriber.listenTo(this.options.handoff.channel);
     } catch (err) {
       await this.stop();
       throw err;

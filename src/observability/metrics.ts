@@ -30,6 +30,7 @@ export class Metrics {
   readonly pruned: Counter<'status'>;
   readonly notifyReconnects: Counter;
   readonly notifications: Counter;
+  readonly handoffs: Counter;
   readonly claims: Counter<'result'>;
   readonly queueDepth: Gauge<'queue' | 'status'>;
   private depthSource: QueueDepthSource | undefined;
@@ -93,6 +94,11 @@ export class Metrics {
     this.notifications = new Counter({
       name: `${PREFIX}notifications_total`,
       help: 'NOTIFY wake-ups received.',
+      registers,
+    });
+    this.handoffs = new Counter({
+      name: `${PREFIX}handoffs_total`,
+      help: 'Jobs a producer handed to this worker directly (claimed for it at insert, no claim statement).',
       registers,
     });
     this.claims = new Counter({

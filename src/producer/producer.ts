@@ -18,7 +18,17 @@ export interface ProducerOptions extends ConnectionOptions {
    * (default true). Each call still gets its own id, committed when it resolves.
    */
   coalesce?: boolean;
+  /**
+   * Hand a single due job straight to an idle worker when one waits (default true): it is
+   * inserted already claimed for that worker, which starts it without a claim round trip.
+   * Jobs with a delay, a dedupe or concurrency key, a large payload, or inserted on the
+   * caller's client are always queued.
+   */
+  handoff?: boolean;
 }
+
+/** Payloads up to this size (JSON text, bytes) may be handed off: the row must fit a NOTIFY payload (8000 bytes). */
+const MAX_HANDOFF_PAYLOAD_BYTES = 3000;
 
 export interface EnqueueCallOptions {
   /**
@@ -75,6 +85,17 @@ const SERIALIZATION_FAILURE = '40001';
 const NO_ACTIVE_TRANSACTION = '25P01';
 const UNIQUE_VIOLATION = '23505';
 
+/** Whether a job may be handed straight to an idle worker (see ProducerOptions.handoff). */
+function canHandOff(job: NormalizedJob): boolean {
+  return (
+    job.dedupeKey === null &&
+    job.concurrencyKey === null &&
+    job.runAt === null &&
+    job.delayMs === 0 &&
+    Buffer.byteLength(job.payload) <= MAX_HANDOFF_PAYLOAD_BYTES
+  );
+}
+
 function pgCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
@@ -93,6 +114,7 @@ export class Producer {
   private readonly connectionString: string | undefined;
   private readonly maxPayloadBytes: number;
   private readonly coalescer: EnqueueCoalescer | undefined;
+  private readonly handoff: boolean;
 
   constructor(options: ProducerOptions = {}) {
     this.schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
@@ -102,6 +124,7 @@ export class Producer {
     this.maxPayloadBytes = checkInteger(options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES, 'maxPayloadBytes', 2, 256 * 1024 * 1024);
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? createPool(options);
+    this.handoff = options.handoff ?? true;
     if (options.coalesce ?? true) {
       this.coalescer = new EnqueueCoalescer(async (jobs) => (await this.insertNormalized(jobs)).ids);
     }
@@ -137,6 +160,15 @@ export class Producer {
   async insertNormalized(jobs: readonly NormalizedJob[], client?: Queryable): Promise<EnqueueResult> {
     if (jobs.length === 0) return { ids: [], created: [] };
     try {
+      const only = jobs.length === 1 ? jobs[0] : undefined;
+      if (only !== undefined && client === undefined && this.handoff && canHandOff(only)) {
+        const res = await this.pool.query<{ id: string }>({
+          ...this.queries.enqueueHandoff,
+          values: [only.queue, only.task, only.payload, only.priority, only.maxAttempts, only.timeoutMs, this.channel],
+        });
+        const id = res.rows[0]?.id;
+        return { ids: id === undefined ? [] : [id], created: [true] };
+      }
       if (jobs.every((j) => j.dedupeKey === null)) {
         const res = await (client ?? this.pool).query<{ ids: string[] }>({ ...this.queries.enqueue, values: this.values(jobs) });
         const ids = res.rows[0]?.ids ?? [];

@@ -26,6 +26,7 @@ import { Metrics } from '../observability/metrics.js';
 import { type BackoffOptions, resolveBackoff } from './backoff.js';
 import { Completer } from './completer.js';
 import { Executor, type ResolvedTask } from './executor.js';
+import { Handoff } from './handoff.js';
 import { JobAbortedError, JobRun } from './run.js';
 import type { TaskDefinition, TaskHandler, TaskList } from './types.js';
 
@@ -76,11 +77,19 @@ export interface WorkerOptions extends ConnectionOptions {
   metrics?: Metrics;
   /** Wake on NOTIFY (default true); without it the worker only polls. */
   listen?: boolean;
+  /**
+   * Take jobs handed over directly by producers while idle (default true; needs `listen`):
+   * a single due job enqueued while this worker waits is inserted already claimed for it and
+   * sent on its own channel, which saves the claim's round trip. See docs/performance.md.
+   */
+  handoff?: boolean;
 }
 
 type WorkerState = 'idle' | 'running' | 'stopping' | 'stopped';
 
 const REAP_BATCH = 1000;
+/** How long a hand-off offer stands without renewal (at most; half the lease when shorter). */
+const HANDOFF_TTL_MS = 5000;
 /** The buffer holds what the worker expects to start within this many ms. */
 const BUFFER_HORIZON_MS = 100;
 /** Weight of the newest handler duration in the moving average. */
@@ -114,6 +123,7 @@ export class Worker {
   private readonly graceMs: number;
   private readonly connectionString: string | undefined;
   private readonly listener: Listener | undefined;
+  private readonly handoff: Handoff | undefined;
   private readonly poller: Periodic;
   private readonly heartbeat: Periodic;
   private readonly reaper: Reaper | undefined;
@@ -197,7 +207,7 @@ export class Worker {
       createPool({ ...options, max: options.max ?? this.concurrency + 4, applicationName: options.applicationName ?? 'skiplock worker' }, (err) =>
         this.logger.warn({ err: errorMessage(err) }, 'idle database connection failed'),
       );
-    this.store = new JobStore(this.pool, loadQueries(this.schema), retention.succeededMs === 0);
+    this.store = new JobStore(this.pool, loadQueries(this.schema), retention.succeededMs === 0, channelFor(this.schema));
     this.completer = new Completer(this.store, {
       retryForMs: this.leaseMs,
       onRetry: (err, attempt) =>
@@ -228,9 +238,28 @@ export class Worker {
       pruneMs > 0 && Pruner.needed(retention)
         ? new Pruner({ store: this.store, retention, intervalMs: pruneMs, batch: PRUNE_BATCH, logger: this.logger, metrics: this.metrics })
         : undefined;
-    if (options.listen ?? true) {
+    const listen = options.listen ?? true;
+    this.handoff =
+      listen && (options.handoff ?? true)
+        ? new Handoff({
+            store: this.store,
+            workerId: this.id,
+            channel: `skiplock_w_${randomBytes(8).toString('hex')}`,
+            tasks: this.taskNames,
+            queues: this.queues,
+            leaseMs: this.leaseMs,
+            ttlMs: Math.min(HANDOFF_TTL_MS, Math.max(1000, this.leaseMs / 2)),
+            logger: this.logger,
+            free: () => this.concurrency - this.active.size - this.buffer.size,
+            known: () => [...this.buffer.keys(), ...this.active.keys(), ...this.completer.pendingRuns().map((r) => r.id)],
+            adopt: (claimed) => this.takeHandoff(claimed),
+            describe: (err) => describeDbError(err, this.connectionString).message,
+          })
+        : undefined;
+    if (listen) {
       const connection: pg.ClientConfig =
         options.connectionString !== undefined ? { connectionString: options.connectionString } : { ...(options.pool?.options ?? {}) };
+      const handoff = this.handoff;
       this.listener = new Listener({
         connection: { ...connection, application_name: `skiplock listener ${this.id}`.slice(0, 63) },
         channel: channelFor(this.schema),
@@ -242,9 +271,12 @@ export class Worker {
         },
         onReconnect: () => {
           this.metrics.notifyReconnects.inc();
+          handoff?.listenerBack();
           this.moreMayBeWaiting = true;
           this.requestFetch();
         },
+        onLost: () => handoff?.listenerLost(),
+        handoff: handoff ? { channel: handoff.channel, onPayload: (text) => this.receiveHandoff(text) } : undefined,
       });
     }
   }
@@ -281,6 +313,7 @@ export class Worker {
       throw describeDbError(err, this.connectionString);
     }
     this.state = 'running';
+    this.handoff?.start();
     this.poller.start();
     this.heartbeat.start();
     this.reaper?.start();
@@ -307,6 +340,8 @@ export class Worker {
     this.state = 'stopping';
     this.logger.info({ running: this.active.size, graceMs }, 'worker stopping');
     await this.poller.stop();
+    // No more hand-offs; any still on their way are handed back as they arrive.
+    await this.handoff?.close();
     await this.listener?.stop();
     await this.fetching;
     await this.handBackBuffered();
@@ -340,6 +375,10 @@ export class Worker {
     }
     // Results still being written get a moment to land.
     await Promise.race([this.completer.drain(), new Promise((r) => setTimeout(r, Math.min(this.leaseMs, 5000)).unref())]);
+    // Jobs handed to this worker whose notification never arrived go back at once.
+    await this.handoff?.handBackUnknown().catch((err: unknown) =>
+      this.logger.warn({ err: describeDbError(err, this.connectionString).message }, 'could not check for hand-offs that never arrived'),
+    );
     this.metrics.setQueueDepthSource(undefined);
     if (this.ownsPool) await this.pool.end().catch(() => undefined);
     this.state = 'stopped';
@@ -416,6 +455,9 @@ export class Worker {
       if (this.fetchAgain) {
         this.fetchAgain = false;
         this.requestFetch();
+      } else if (!this.moreMayBeWaiting) {
+        // Nothing more to claim: offer the free slots for hand-offs.
+        this.handoff?.offer();
       }
     });
   }
@@ -505,7 +547,10 @@ export class Worker {
       this.bufferOrder = order.slice(this.bufferHead);
       this.bufferHead = 0;
     }
-    if (started) this.metrics.jobsRunning.set(this.active.size);
+    if (started) {
+      this.metrics.jobsRunning.set(this.active.size);
+      if (this.active.size >= this.concurrency) this.handoff?.withdraw();
+    }
   }
 
   private startJob(run: JobRun): void {
@@ -537,6 +582,32 @@ export class Worker {
       }
     }
     if (this.moreMayBeWaiting) this.requestFetch();
+    else if (this.fetching === undefined) this.handoff?.offer();
+  }
+
+  /**
+   * A job handed over by a producer (already claimed for us): started like a claimed one,
+   * or handed back at once when the worker is stopping.
+   */
+  private receiveHandoff(text: string): void {
+    const claimed = this.handoff?.accept(text);
+    if (claimed !== undefined) this.takeHandoff(claimed);
+  }
+
+  private takeHandoff(claimed: ClaimedJob): void {
+    const { job, token } = claimed;
+    if (this.buffer.has(job.id) || this.active.has(job.id)) return;
+    this.metrics.handoffs.inc();
+    if (this.state !== 'running') {
+      void this.store.handBack([{ id: job.id, token }]).catch((err: unknown) =>
+        this.logger.warn({ err: describeDbError(err, this.connectionString).message, jobId: job.id }, 'could not hand a job back; it returns when its lease expires'),
+      );
+      return;
+    }
+    const run = new JobRun(job, token, this.logger, this.metrics.forJob(job.queue, job.task), performance.now());
+    this.buffer.set(job.id, run);
+    this.bufferOrder.push(run);
+    this.startBuffered();
   }
 
   /** One statement renews every running job's lease; jobs not renewed are lost or cancelled. */
