@@ -43,8 +43,8 @@ export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioPara
       return {
         description: 'workers started idle and warmed up by an untimed drain, then jobs committed in one bulk call; time from commit to the last job recorded as finished',
         jobs: q(20_000, 2000),
-        warmupJobs: q(2000, 200),
-        rounds: q(3, 1),
+        warmupJobs: q(10_000, 200),
+        rounds: q(5, 1),
         processes: 1,
         concurrency: 20,
         producerPool: 1,
@@ -53,8 +53,8 @@ export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioPara
       return {
         description: 'as drain_1proc with 2 worker processes',
         jobs: q(20_000, 2000),
-        warmupJobs: q(2000, 200),
-        rounds: q(3, 1),
+        warmupJobs: q(10_000, 200),
+        rounds: q(5, 1),
         processes: 2,
         concurrency: 10,
         producerPool: 1,
