@@ -36,22 +36,37 @@ export function createPool(
  * Checks a client out of the pool with an 'error' listener attached for as long as it is
  * held: pg-pool listens only to idle clients, and a client that loses its connection while
  * checked out (backend terminated, server restart) would otherwise crash the process with
- * an unhandled 'error' event. release() destroys the client when it failed.
+ * an unhandled 'error' event. The listener goes on in pool.connect()'s callback, in the same
+ * tick as the hand-over: the pool can hand a client over while parsing a read of its socket
+ * (the end of another caller's query), and an error message in the rest of that read would
+ * reach it before an awaiting caller could attach anything. release() destroys the client
+ * when it failed.
  */
-export async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; release: () => void }> {
-  const client = await pool.connect();
-  let failed: Error | undefined;
-  const onError = (err: Error): void => {
-    failed ??= err;
-  };
-  client.on('error', onError);
-  return {
-    client,
-    release: () => {
-      client.off('error', onError);
-      client.release(failed);
-    },
-  };
+export function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; release: () => void }> {
+  return new Promise((resolve, reject) => {
+    pool.connect((err, client, done) => {
+      if (err !== undefined && err !== null) {
+        reject(err);
+        return;
+      }
+      if (client === undefined) {
+        reject(new Error('the pool handed over no client'));
+        return;
+      }
+      let failed: Error | undefined;
+      const onError = (error: Error): void => {
+        failed ??= error;
+      };
+      client.on('error', onError);
+      resolve({
+        client,
+        release: () => {
+          client.off('error', onError);
+          done(failed);
+        },
+      });
+    });
+  });
 }
 
 /** Where a connection goes, for messages: host:port/database, never the password. */
