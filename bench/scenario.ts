@@ -368,6 +368,7 @@ const RUNNERS: Readonly<Record<ScenarioName, (ctx: Context) => Promise<Outcome>>
   bulk_enqueue: bulkEnqueue,
   drain_1proc: drain,
   drain_2proc: drain,
+  drain_4proc: drain,
   latency_low: latency,
   latency_high: latency,
   mixed,

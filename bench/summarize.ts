@@ -12,6 +12,7 @@ import { HEADLINES, RATIO_NOTE, type ResultLine, numberAt, ratios } from './lib/
 const EXTRA: Readonly<Partial<Record<ScenarioName, readonly string[]>>> = {
   drain_1proc: ['started_jobs_per_s'],
   drain_2proc: ['started_jobs_per_s'],
+  drain_4proc: ['started_jobs_per_s'],
   latency_low: ['p90_ms', 'achieved_rate'],
   latency_high: ['p90_ms', 'achieved_rate'],
   mixed: ['enqueued_per_s', 'p50_ms', 'backlog_at_end'],

@@ -10,6 +10,7 @@ export const SCENARIOS = [
   'bulk_enqueue',
   'drain_1proc',
   'drain_2proc',
+  'drain_4proc',
   'latency_low',
   'latency_high',
   'mixed',

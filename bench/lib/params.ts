@@ -59,6 +59,16 @@ export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioPara
         concurrency: 10,
         producerPool: 1,
       };
+    case 'drain_4proc':
+      return {
+        description: 'as drain_1proc with 4 worker processes',
+        jobs: q(20_000, 2000),
+        warmupJobs: q(10_000, 200),
+        rounds: q(5, 1),
+        processes: 4,
+        concurrency: 10,
+        producerPool: 1,
+      };
     case 'latency_low':
       return {
         description: 'open-loop single-job enqueue calls at a steady low rate; latency = enqueue call start to handler start (worker in its own process)',

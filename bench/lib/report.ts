@@ -7,6 +7,7 @@ export const HEADLINES: Readonly<Record<ScenarioName, ReadonlyArray<{ metric: st
   bulk_enqueue: [{ metric: 'jobs_per_s', better: 'higher' }],
   drain_1proc: [{ metric: 'jobs_per_s', better: 'higher' }],
   drain_2proc: [{ metric: 'jobs_per_s', better: 'higher' }],
+  drain_4proc: [{ metric: 'jobs_per_s', better: 'higher' }],
   latency_low: [
     { metric: 'p50_ms', better: 'lower' },
     { metric: 'p99_ms', better: 'lower' },

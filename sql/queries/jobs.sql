@@ -1,6 +1,8 @@
 -- Named queries over {{schema}}.jobs. Each block starts with "-- name: <name>" and is
--- loaded once per schema by src/db/queries.ts and run as a prepared statement.
+-- loaded once per schema by src/db/queries.ts and run by src/db/jobstore.ts (the one place
+-- that runs statements), as a prepared statement unless it says otherwise.
 -- Every write by a worker is fenced by the claim's lease_token and status = 'running'.
+-- Database functions called here are defined in sql/functions/<name>.sql.
 
 -- name: enqueue
 -- Inserts many jobs in one statement and sends one NOTIFY for the whole statement
@@ -25,11 +27,12 @@ FROM ins;
 -- name: enqueueHandoff
 -- Inserts one due job (no delay, dedupe or concurrency key) and, when an idle worker of its
 -- task and queue is registered in waiters, hands it over in the same statement: the job is
--- inserted claimed by that worker (running, attempt 1, a fresh lease token) and its row goes
--- to the worker's own channel, in the column order of the claim query. The waiter row is
--- taken with SKIP LOCKED, so producers never wait for each other. Without a waiter, the job
--- is queued and the usual NOTIFY goes out. $1 queue, $2 task, $3 payload, $4 priority,
--- $5 max attempts, $6 timeout ms, $7 the shared channel.
+-- inserted claimed by that worker (running, attempt 1, a lease token of the claim's scheme,
+-- lease_token.sql) and the claimed job (claimed_job.sql) goes to the worker's own channel.
+-- The id is drawn first, since the token is made of it. The waiter row is taken with SKIP
+-- LOCKED, so producers never wait for each other. Without a waiter, the job is queued and
+-- the usual NOTIFY goes out. $1 queue, $2 task, $3 payload, $4 priority, $5 max attempts,
+-- $6 timeout ms, $7 the shared channel.
 WITH w AS (
   UPDATE {{schema}}.waiters AS w
   SET slots = w.slots - 1, handed = w.handed + 1
@@ -42,26 +45,21 @@ WITH w AS (
     FOR UPDATE SKIP LOCKED)
   RETURNING w.worker, w.channel, w.lease_ms
 ), ins AS (
-  INSERT INTO {{schema}}.jobs (queue, task, payload, priority, max_attempts, timeout_ms,
-                               status, attempts, lease_token, lease_expires_at, locked_by, started_at)
-  SELECT $1::text, $2::text, $3::jsonb, $4::int, $5::int, $6::int,
+  INSERT INTO {{schema}}.jobs AS j (id, queue, task, payload, priority, max_attempts, timeout_ms,
+                                    status, attempts, lease_token, lease_expires_at, locked_by, started_at)
+  SELECT n.id, $1::text, $2::text, $3::jsonb, $4::int, $5::int, $6::int,
          CASE WHEN w.worker IS NULL THEN 'queued' ELSE 'running' END,
          CASE WHEN w.worker IS NULL THEN 0 ELSE 1 END,
-         CASE WHEN w.worker IS NULL THEN NULL ELSE gen_random_uuid() END,
+         CASE WHEN w.worker IS NULL THEN NULL ELSE {{schema}}.lease_token({{schema}}.lease_nonce(), n.id) END,
          now() + w.lease_ms * interval '1 millisecond',
          w.worker,
          CASE WHEN w.worker IS NULL THEN NULL ELSE now() END
-  FROM (VALUES (1)) AS one (x) LEFT JOIN w ON true
-  RETURNING id, queue, task, payload, priority, attempts, max_attempts, lease_token, timeout_ms,
-            run_at, created_at, started_at, locked_by
+  FROM (SELECT nextval('{{schema}}.jobs_id_seq') AS id) AS n LEFT JOIN w ON true
+  RETURNING j.id, CASE WHEN j.status = 'running' THEN {{schema}}.claimed_job(j) END AS claimed
 )
 SELECT ins.id,
        CASE WHEN w.worker IS NULL THEN pg_notify($7::text, '1')
-            ELSE pg_notify(w.channel, json_build_array(
-                   ins.id::text, ins.queue, ins.task, ins.payload, ins.priority, ins.attempts,
-                   ins.max_attempts, ins.lease_token, ins.timeout_ms, NULL, NULL,
-                   date_part('epoch', ins.run_at) * 1000, date_part('epoch', ins.created_at) * 1000,
-                   date_part('epoch', ins.started_at) * 1000)::text) END AS notified,
+            ELSE pg_notify(w.channel, ins.claimed::text) END AS notified,
        w.worker IS NOT NULL AS handed_off
 FROM ins LEFT JOIN w ON true;
 
@@ -96,30 +94,16 @@ WHERE dedupe_key = ANY ($1::text[]) AND status IN ('queued', 'running');
 
 -- name: claim
 -- $1 task names the worker has handlers for, $2 queues (NULL = all), $3 how many,
--- $4 lease ms, $5 worker id. See claim_jobs in sql/migrations/0002_keys_and_timeouts.sql.
--- Times come as epoch milliseconds: much cheaper for the client to turn into Dates than text.
--- date_part returns float8 directly (extract returns numeric, which then goes through text).
-SELECT id, queue, task, payload, priority, attempts, max_attempts, lease_token, timeout_ms, dedupe_key, concurrency_key,
-       date_part('epoch', run_at) * 1000 AS run_at_ms,
-       date_part('epoch', created_at) * 1000 AS created_at_ms,
-       date_part('epoch', started_at) * 1000 AS started_at_ms
-FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text);
+-- $4 lease ms, $5 worker id. The claim itself is sql/functions/claim_jobs.sql; each claimed
+-- row goes to the worker as a claimed job (sql/functions/claimed_job.sql).
+SELECT {{schema}}.claimed_job(c)
+FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text) AS c;
 
 -- name: complete
 UPDATE {{schema}}.jobs
 SET status = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_token = $2 AND status = 'running'
 RETURNING id;
-
--- name: fail
--- Requeues with a delay of $3 ms while attempts are left, else marks the job failed.
-UPDATE {{schema}}.jobs
-SET status      = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-    run_at      = CASE WHEN attempts < max_attempts THEN now() + $3 * interval '1 millisecond' ELSE run_at END,
-    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
-    last_error = $4, lease_token = NULL, lease_expires_at = NULL
-WHERE id = $1 AND lease_token = $2 AND status = 'running'
-RETURNING status, run_at;
 
 -- name: completeMany
 -- Marks many jobs succeeded in one statement, each fenced by id, lease token and status =
@@ -252,15 +236,12 @@ DELETE FROM {{schema}}.waiters WHERE worker = $1::text RETURNING handed;
 
 -- name: adoptHandoffs
 -- After a listener outage: jobs handed to this worker ($1) that it does not know ($2), whose
--- notification was lost, in the column order of the claim query; the worker runs them as
--- it would have. Hand-offs only (claimed at insert: started_at = created_at, one
--- transaction), so a claim of ours still on its way is never taken for one.
-SELECT id, queue, task, payload, priority, attempts, max_attempts, lease_token, timeout_ms, dedupe_key, concurrency_key,
-       date_part('epoch', run_at) * 1000 AS run_at_ms,
-       date_part('epoch', created_at) * 1000 AS created_at_ms,
-       date_part('epoch', started_at) * 1000 AS started_at_ms
-FROM {{schema}}.jobs
-WHERE status = 'running' AND locked_by = $1::text AND started_at = created_at AND id <> ALL ($2::bigint[]);
+-- notification was lost, as claimed jobs (claimed_job.sql); the worker runs them as it would
+-- have. Hand-offs only (claimed at insert: started_at = created_at, one transaction), so a
+-- claim of ours still on its way is never taken for one.
+SELECT {{schema}}.claimed_job(j)
+FROM {{schema}}.jobs AS j
+WHERE j.status = 'running' AND j.locked_by = $1::text AND j.started_at = j.created_at AND j.id <> ALL ($2::bigint[]);
 
 -- name: handBackUnknown
 -- Shutdown: jobs handed to this worker ($1) whose notification never arrived. Every running
