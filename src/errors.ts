@@ -6,9 +6,6 @@ export class SkiplockError extends Error {
   }
 }
 
-/** A state change that matched no row: the job was not in the state the caller expected. */
-export class StaleLeaseError extends SkiplockError {}
-
 /** Removes any password from a text that may contain a connection string. */
 export function redactSecrets(text: string, secrets: readonly string[] = []): string {
   let out = text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)([^@\s]*)@/gi, '$1***@');

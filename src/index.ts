@@ -1,22 +1,22 @@
-export { DEFAULT_QUEUE, DEFAULT_SCHEMA, channelFor, parseDuration, validateName, validateSchema } from './config.js';
-export { SkiplockError } from './errors.js';
-export { type ConnectionOptions, type Queryable, createPool } from './db/pool.js';
+export { DEFAULT_QUEUE, DEFAULT_SCHEMA, channelFor, parseDuration, parseInteger, parseRetention, validateName, validateSchema } from './config.js';
+export { SkiplockError, errorMessage, redactSecrets } from './errors.js';
+export type { Job, JobOptions, JobRecord, JobSpec, JobStatus } from './job.js';
+export { type ConnectionOptions, type Queryable, checkout, createPool, describeDbError } from './db/pool.js';
 export { type MigrateResult, migrate } from './db/migrate.js';
 export {
   type EnqueueCallOptions,
   type EnqueueResult,
   type EnqueuedJob,
-  type JobRecord,
   Producer,
   type ProducerOptions,
   type TransitionResult,
 } from './producer/producer.js';
-export { DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAYLOAD_BYTES, type JobOptions, type JobSpec } from './producer/jobspec.js';
+export { DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAYLOAD_BYTES } from './producer/jobspec.js';
 export { Worker, type WorkerOptions } from './worker/worker.js';
 export { JobAbortedError } from './worker/run.js';
 export { loadTaskDirectory } from './worker/tasks.js';
 export { type BackoffOptions, DEFAULT_BACKOFF, backoffDelay } from './worker/backoff.js';
-export type { Job, TaskContext, TaskDefinition, TaskHandler, TaskList, TaskOptions } from './worker/types.js';
+export type { TaskContext, TaskDefinition, TaskHandler, TaskList, TaskOptions } from './worker/types.js';
 export { type JobOutcome, Metrics } from './observability/metrics.js';
 export { startMetricsServer, type MetricsServerOptions } from './observability/http.js';
-export { createLogger, type Logger } from './observability/logger.js';
+export { LOG_LEVELS, createLogger, type Logger } from './observability/logger.js';

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../src/cli/main.js';
 import { loadMigrations } from '../src/db/migrate.js';
 import { type CliResult, startCli } from './helpers/cli.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { type TestSchema, createTestSchema } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 
 let db: TestSchema; // migrated: single enqueues and bad input
 let bulk: TestSchema; // migrated: --stdin runs, truncated before each
@@ -119,7 +120,7 @@ describe('skiplock migrate', () => {
       expect(r.stdout).toMatch(new RegExp(`^schema ${fresh.schema} at version \\d+ \\(`));
     }
     // Under the lock, exactly one process applies; the others find nothing to do.
-    expect(runs.filter((r) => /\(applied [\d, ]+\)/.test(r.stdout))).toHaveLength(1);
+    expect(runs.filter((r) => /\(applied [\d, ]+; functions claim_jobs, claimed_job, lease_nonce, lease_token\)/.test(r.stdout))).toHaveLength(1);
     expect(runs.filter((r) => /already up to date/.test(r.stdout))).toHaveLength(3);
 
     const migrations = loadMigrations();

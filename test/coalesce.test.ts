@@ -3,7 +3,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../src/index.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { type TestSchema, createTestSchema } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 
 let db: TestSchema;
 let listener: pg.Client;

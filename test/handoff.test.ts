@@ -1,22 +1,10 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Producer, type Worker } from '../src/index.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
-import { TestWorkers } from './helpers/workers.js';
+import { useTestSchema } from './helpers/setup.js';
+import { waitFor } from './helpers/wait.js';
 
-let db: TestSchema;
-let producer: Producer;
-const workers = new TestWorkers(() => db);
-
-beforeAll(async () => {
-  db = await createTestSchema('handoff');
-  producer = new Producer({ pool: db.pool, schema: db.schema });
-});
-
-afterAll(async () => {
-  await workers.stopAll();
-  await db.drop();
-});
+const { db, producer, workers } = useTestSchema('handoff');
 
 async function total(
   metric: { get(): Promise<{ values: Array<{ value: number; labels: Partial<Record<string, string | number>> }> }> },

@@ -1,24 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Producer, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { type TaskList, Worker, type WorkerOptions } from '../src/index.js';
 import { runCli } from './helpers/cli.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
-import { TestWorkers } from './helpers/workers.js';
+import { maxOverlap } from './helpers/measure.js';
+import { useTestSchema } from './helpers/setup.js';
+import { waitFor } from './helpers/wait.js';
 
-let db: TestSchema;
-let producer: Producer;
-const workers = new TestWorkers(() => db, { pollIntervalMs: 100 });
-
-beforeAll(async () => {
-  db = await createTestSchema('keys', { max: 20 });
-  producer = new Producer({ pool: db.pool, schema: db.schema });
-});
-
-afterAll(async () => {
-  await workers.stopAll();
-  await db.drop();
-});
+const { db, producer, workers } = useTestSchema('keys', { max: 20, workerDefaults: { pollIntervalMs: 100 } });
 
 function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
   return workers.start(tasks, options);
@@ -30,25 +19,6 @@ async function statuses(ids: string[]): Promise<Record<string, number>> {
     [ids],
   );
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
-}
-
-/** Largest number of [start, end) intervals open at once, per key. */
-function maxOverlap(intervals: Array<{ key: string; start: number; end: number }>): Map<string, number> {
-  const out = new Map<string, number>();
-  const byKey = new Map<string, Array<{ start: number; end: number }>>();
-  for (const i of intervals) byKey.set(i.key, [...(byKey.get(i.key) ?? []), i]);
-  for (const [key, list] of byKey) {
-    const events = list.flatMap((i) => [
-      [i.start, 1],
-      [i.end, -1],
-    ]) as Array<[number, number]>;
-    events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-    let open = 0;
-    let max = 0;
-    for (const [, d] of events) max = Math.max(max, (open += d));
-    out.set(key, max);
-  }
-  return out;
 }
 
 describe('dedupe keys', () => {

@@ -1,10 +1,11 @@
-import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../src/index.js';
 import { startCli } from './helpers/cli.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { type TestSchema, createTestSchema } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 import { FIXTURE_TASKS, createLedger } from './helpers/ledger.js';
+import { freePort } from './helpers/measure.js';
 
 /** Worker daemons in processes of their own, as `skiplock worker` runs them. */
 let db: TestSchema;
@@ -50,17 +51,6 @@ function startWorkerProcess(queue: string, extra: string[] = []): ReturnType<typ
 async function count(sql: string, values: unknown[] = []): Promise<number> {
   const [row] = await db.rows<{ n: string }>(sql, values);
   return Number(row?.n ?? 0);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 describe('worker processes', () => {

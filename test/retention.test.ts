@@ -1,24 +1,12 @@
 // The prefetch buffer (claimed jobs waiting for a slot) and retention of finished jobs
 // (deleted at once, or kept and pruned later).
 import { setTimeout as delay } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Producer, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
-import { TestWorkers } from './helpers/workers.js';
+import { describe, expect, it } from 'vitest';
+import { type TaskList, Worker, type WorkerOptions } from '../src/index.js';
+import { useTestSchema } from './helpers/setup.js';
+import { waitFor } from './helpers/wait.js';
 
-let db: TestSchema;
-let producer: Producer;
-const workers = new TestWorkers(() => db);
-
-beforeAll(async () => {
-  db = await createTestSchema('retention');
-  producer = new Producer({ pool: db.pool, schema: db.schema });
-});
-
-afterAll(async () => {
-  await workers.stopAll();
-  await db.drop();
-});
+const { db, producer, workers } = useTestSchema('retention');
 
 function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
   return workers.start(tasks, options);

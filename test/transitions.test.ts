@@ -8,7 +8,8 @@ import { normalizeJob } from '../src/producer/jobspec.js';
 import type { TransitionResult } from '../src/producer/producer.js';
 import buyTicket, { ticketTablesSql } from '../workers/buy-ticket.js';
 import { type CliResult, runCli } from './helpers/cli.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
+import { type TestSchema, createTestSchema } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 import { TestWorkers } from './helpers/workers.js';
 
 let db: TestSchema;

@@ -1,25 +1,12 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JobStore } from '../src/db/jobstore.js';
-import { loadQueries } from '../src/db/queries.js';
-import { Metrics, Producer, type TaskHandler, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
-import { type TestSchema, createTestSchema, waitFor } from './helpers/db.js';
-import { TestWorkers } from './helpers/workers.js';
+import { Metrics, type TaskHandler, type TaskList, Worker, type WorkerOptions } from '../src/index.js';
+import { useTestSchema } from './helpers/setup.js';
+import { waitFor } from './helpers/wait.js';
 
-let db: TestSchema;
-let producer: Producer;
-const workers = new TestWorkers(() => db);
-
-beforeAll(async () => {
-  db = await createTestSchema('worker');
-  producer = new Producer({ pool: db.pool, schema: db.schema });
-});
-
-afterAll(async () => {
-  await workers.stopAll();
-  await db.drop();
-});
+const { db, producer, workers } = useTestSchema('worker');
 
 function startWorker(tasks: TaskList, options: Partial<WorkerOptions> = {}): Promise<Worker> {
   return workers.start(tasks, options);
@@ -195,9 +182,9 @@ describe('worker', () => {
     expect(await job(id)).toMatchObject({ status: 'running', attempts: 2, locked_by: 'worker-b' });
 
     // A's stale writes, straight through the store, touch no row.
-    const store = new JobStore(db.pool, loadQueries(db.schema));
-    expect(await store.complete(id, claimA!.lease_token)).toBe(false);
-    expect(await store.fail(id, claimA!.lease_token, 0, 'stale')).toBeUndefined();
+    const store = new JobStore(db.pool, db.schema);
+    expect(await store.complete({ id, token: claimA!.lease_token })).toBe(false);
+    expect((await store.finishMany([{ id, token: claimA!.lease_token, ok: false, delayMs: 0, error: 'stale' }])).get(id)).toBeUndefined();
     expect((await store.renew([{ id, token: claimA!.lease_token }], 60_000)).get(id)).toBe('running'); // not renewed
     expect(await store.handBack([{ id, token: claimA!.lease_token }])).toEqual(new Set());
     // A's handler now finishes: A's completion is refused and counted as a lease loss.

@@ -39,6 +39,8 @@ CREATE INDEX jobs_claim_idx ON {{schema}}.jobs (priority, run_at, id) WHERE stat
 -- so lease renewals stay HOT updates.
 CREATE INDEX jobs_running_idx ON {{schema}}.jobs (id) WHERE status = 'running';
 
+-- claim_jobs below is history: its live definition is sql/functions/claim_jobs.sql, which
+-- `migrate` applies after the numbered migrations.
 -- The claim: one UPDATE over the first due rows in claim order, locked with SKIP LOCKED so
 -- that concurrent claimers take different rows without waiting on each other. It bumps the
 -- attempt and issues a fresh lease token, the fencing token of every later write.

@@ -20,6 +20,8 @@ CREATE UNIQUE INDEX jobs_dedupe_idx ON {{schema}}.jobs (dedupe_key)
 CREATE INDEX jobs_concurrency_running_idx ON {{schema}}.jobs (concurrency_key)
   WHERE status = 'running' AND concurrency_key IS NOT NULL;
 
+-- claim_jobs below is history: its live definition is sql/functions/claim_jobs.sql, which
+-- `migrate` applies after the numbered migrations.
 DROP FUNCTION IF EXISTS {{schema}}.claim_jobs(text[], text[], integer, double precision, text);
 
 -- The claim. Candidates come in claim order from jobs_claim_idx, locked FOR UPDATE SKIP

@@ -13,6 +13,8 @@
 --    claim_jobs only in a transaction of its own.
 -- The claim is otherwise the one of 0002.
 
+-- claim_jobs below is history: its live definition is sql/functions/claim_jobs.sql, which
+-- `migrate` applies after the numbered migrations.
 CREATE OR REPLACE FUNCTION {{schema}}.claim_jobs(
   p_tasks text[], p_queues text[], p_limit integer, p_lease_ms double precision, p_worker text
 ) RETURNS SETOF {{schema}}.jobs

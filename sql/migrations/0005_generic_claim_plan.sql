@@ -7,6 +7,8 @@
 -- claims from an empty table: with sequential scans off too (sorts and bitmap scans already
 -- are, see 0002) the only plans left are the intended ones, an ordered scan of
 -- jobs_claim_idx for the candidates and primary-key look-ups for the update.
+-- claim_jobs below is history: its live definition is sql/functions/claim_jobs.sql, which
+-- `migrate` applies after the numbered migrations.
 ALTER FUNCTION {{schema}}.claim_jobs(text[], text[], integer, double precision, text)
   SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION {{schema}}.claim_jobs(text[], text[], integer, double precision, text)

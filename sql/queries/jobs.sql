@@ -55,7 +55,7 @@ WITH w AS (
          w.worker,
          CASE WHEN w.worker IS NULL THEN NULL ELSE now() END
   FROM (SELECT nextval('{{schema}}.jobs_id_seq') AS id) AS n LEFT JOIN w ON true
-  RETURNING j.id, CASE WHEN j.status = 'running' THEN {{schema}}.claimed_job(j) END AS claimed
+  RETURNING j.id, CASE WHEN j.status = 'running' THEN (SELECT row_to_json(c) FROM {{schema}}.claimed_job(j) AS c) END AS claimed
 )
 SELECT ins.id,
        CASE WHEN w.worker IS NULL THEN pg_notify($7::text, '1')
@@ -96,8 +96,9 @@ WHERE dedupe_key = ANY ($1::text[]) AND status IN ('queued', 'running');
 -- $1 task names the worker has handlers for, $2 queues (NULL = all), $3 how many,
 -- $4 lease ms, $5 worker id. The claim itself is sql/functions/claim_jobs.sql; each claimed
 -- row goes to the worker as a claimed job (sql/functions/claimed_job.sql).
-SELECT {{schema}}.claimed_job(c)
-FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text) AS c;
+SELECT c.*
+FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text) AS j
+CROSS JOIN LATERAL {{schema}}.claimed_job(j) AS c;
 
 -- name: complete
 UPDATE {{schema}}.jobs
@@ -239,8 +240,8 @@ DELETE FROM {{schema}}.waiters WHERE worker = $1::text RETURNING handed;
 -- notification was lost, as claimed jobs (claimed_job.sql); the worker runs them as it would
 -- have. Hand-offs only (claimed at insert: started_at = created_at, one transaction), so a
 -- claim of ours still on its way is never taken for one.
-SELECT {{schema}}.claimed_job(j)
-FROM {{schema}}.jobs AS j
+SELECT c.*
+FROM {{schema}}.jobs AS j CROSS JOIN LATERAL {{schema}}.claimed_job(j) AS c
 WHERE j.status = 'running' AND j.locked_by = $1::text AND j.started_at = j.created_at AND j.id <> ALL ($2::bigint[]);
 
 -- name: handBackUnknown

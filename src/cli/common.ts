@@ -1,9 +1,6 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type pg from 'pg';
-import { DEFAULT_SCHEMA, validateSchema } from '../config.js';
-import { createPool, describeDbError } from '../db/pool.js';
-import { SkiplockError } from '../errors.js';
-import { LOG_LEVELS, type Logger, createLogger } from '../observability/logger.js';
+import { DEFAULT_SCHEMA, LOG_LEVELS, type Logger, SkiplockError, createLogger, createPool, describeDbError, validateSchema } from '../index.js';
 
 /** Options every command takes (set on the program, read with optsWithGlobals()). */
 export interface GlobalOptions {

@@ -1,11 +1,16 @@
 import { createInterface } from 'node:readline';
 import { Command, Option } from 'commander';
-import { parseDuration, parseInteger } from '../config.js';
-import { SkiplockError, errorMessage } from '../errors.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES, type JobSpec, type NormalizedJob, normalizeJob } from '../producer/jobspec.js';
-import { checkout } from '../db/pool.js';
-import { Producer } from '../producer/producer.js';
-import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  type JobSpec,
+  Producer,
+  SkiplockError,
+  checkout,
+  errorMessage,
+  parseDuration,
+  parseInteger,
+} from '../index.js';
+import { type CliContext, type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
 
 interface EnqueueOptions {
   queue?: string;
@@ -85,12 +90,18 @@ function parsePayload(json: string | undefined): unknown {
   }
 }
 
-function checked(spec: JobSpec, maxPayloadBytes: number): NormalizedJob {
+/** The job as the producer will insert it (default queue filled in); a bad job is a usage error. */
+function checked(producer: Producer, spec: JobSpec): ReturnType<Producer['normalize']> {
   try {
-    return normalizeJob(spec, { maxPayloadBytes });
+    return producer.normalize(spec);
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
+}
+
+/** A producer on the context's pool that accepts payloads up to --max-payload-bytes. */
+function cliProducer(ctx: CliContext, maxPayloadBytes: number): Producer {
+  return new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString, maxPayloadBytes });
 }
 
 async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: string, json: string | undefined): Promise<void> {
@@ -104,11 +115,11 @@ async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: st
   if (opts.concurrencyKey !== undefined) spec.concurrencyKey = opts.concurrencyKey;
   if (opts.concurrencyLimit !== undefined) spec.concurrencyLimit = opts.concurrencyLimit;
   if (opts.timeout !== undefined) spec.timeout = opts.timeout;
-  const job = checked(spec, opts.maxPayloadBytes);
   const ctx = openContext(globals, 1);
-  const producer = new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
   try {
-    const { ids, created } = await producer.insertNormalized([job]);
+    const producer = cliProducer(ctx, opts.maxPayloadBytes);
+    const job = checked(producer, spec);
+    const { ids, created } = await producer.enqueueMany([spec]);
     const id = ids[0] ?? '';
     process.stdout.write(
       opts.json ? `${JSON.stringify({ id, created: created[0] ?? true, task: job.task, queue: job.queue })}\n` : `${id}\n`,
@@ -125,7 +136,7 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
     throw new UsageError('with --stdin, give the job options (queue, priority, runAt, delay, maxAttempts, dedupeKey, ...) on each line');
   }
   const ctx = openContext(globals, 1);
-  const producer = new Producer({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
+  const producer = cliProducer(ctx, opts.maxPayloadBytes);
   const started = Date.now();
   let held;
   try {
@@ -139,11 +150,11 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
   let deduplicated = 0;
   let skipped = 0;
   let lineNo = 0;
-  let batch: NormalizedJob[] = [];
+  let batch: JobSpec[] = [];
   let lastProgress = started;
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    const { created } = await producer.insertNormalized(batch, client);
+    const { created } = await producer.enqueueMany(batch, { client });
     for (const c of created) {
       if (c) enqueued += 1;
       else deduplicated += 1;
@@ -160,11 +171,12 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
     for await (const line of lines) {
       lineNo += 1;
       if (line.trim() === '') continue;
-      let job: NormalizedJob;
+      let job: JobSpec;
       try {
         const value: unknown = JSON.parse(line);
         if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new SkiplockError('expected a JSON object');
-        job = normalizeJob(value as JobSpec, { maxPayloadBytes: opts.maxPayloadBytes });
+        job = value as JobSpec;
+        producer.normalize(job); // reports a bad line by its number; enqueueMany() checks it again the same way
       } catch (err) {
         const message = `line ${lineNo}: ${errorMessage(err)}`;
         if (!opts.skipInvalid) throw new UsageError(`${message}; nothing was enqueued`);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { Producer } from '../producer/producer.js';
+import { Producer } from '../index.js';
 import { type GlobalOptions, UsageError, openContext } from './common.js';
 
 /** Thrown when a transition changed nothing: exit code 1 with its message. */

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { SkiplockError, errorMessage, redactSecrets } from '../errors.js';
+import { SkiplockError, errorMessage, redactSecrets } from '../index.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, globalOptions } from './common.js';
 import { enqueueCommand } from './enqueue.js';
 import { jobsCommand } from './jobs.js';

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { migrate } from '../db/migrate.js';
+import { migrate } from '../index.js';
 import { type GlobalOptions, openContext } from './common.js';
 
 export function migrateCommand(): Command {
@@ -11,7 +11,11 @@ export function migrateCommand(): Command {
         const result = await migrate(ctx.pool, ctx.schema).catch((err: unknown) => {
           throw ctx.describe(err);
         });
-        const applied = result.applied.length > 0 ? `applied ${result.applied.join(', ')}` : 'already up to date';
+        const changes = [
+          result.applied.length > 0 ? `applied ${result.applied.join(', ')}` : '',
+          result.functions.length > 0 ? `functions ${result.functions.join(', ')}` : '',
+        ].filter(Boolean);
+        const applied = changes.length > 0 ? changes.join('; ') : 'already up to date';
         process.stdout.write(`schema ${ctx.schema} at version ${result.version} (${applied})\n`);
       } finally {
         await ctx.pool.end();

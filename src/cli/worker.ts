@@ -1,13 +1,19 @@
 import { Command, Option } from 'commander';
-import { parseDuration, parseInteger, parseRetention, validateName } from '../config.js';
-import { migrate } from '../db/migrate.js';
-import { createPool } from '../db/pool.js';
-import { SkiplockError, errorMessage } from '../errors.js';
-import type { Logger } from '../observability/logger.js';
-import { startMetricsServer } from '../observability/http.js';
-import { Metrics } from '../observability/metrics.js';
-import { loadTaskDirectory } from '../worker/tasks.js';
-import { Worker } from '../worker/worker.js';
+import {
+  type Logger,
+  Metrics,
+  SkiplockError,
+  Worker,
+  createPool,
+  errorMessage,
+  loadTaskDirectory,
+  migrate,
+  parseDuration,
+  parseInteger,
+  parseRetention,
+  startMetricsServer,
+  validateName,
+} from '../index.js';
 import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
 
 interface WorkerCliOptions {

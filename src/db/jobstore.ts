@@ -1,34 +1,25 @@
 import type pg from 'pg';
-import type { Job } from '../worker/types.js';
+import { channelFor } from '../config.js';
+import { ClaimedJob, type ClaimedRow, type JobRecord, type NormalizedJob } from '../job.js';
+import { idArray, idList, parseIdArray, tokenArray } from './arrays.js';
 import type { Queryable } from './pool.js';
-import type { Queries } from './queries.js';
+import { type Queries, loadQueries } from './queries.js';
 
-/** A claimed job with the fencing token its later writes must match. */
-export interface ClaimedJob {
-  readonly job: ClaimedJobRecord;
+/** A claim's identity for fenced writes: the job and the lease token its writes must match. */
+export interface Claim {
+  readonly id: string;
   readonly token: string;
 }
 
-/**
- * A row of the claim query, as an array (rowMode 'array': no object per row to build from
- * field names), in the column order of sql/queries/jobs.sql, claim.
- */
-export type ClaimRow = [
-  id: string,
-  queue: string,
-  task: string,
-  payload: unknown,
-  priority: number,
-  attempts: number,
-  maxAttempts: number,
-  leaseToken: string,
-  timeoutMs: number | null,
-  dedupeKey: string | null,
-  concurrencyKey: string | null,
-  runAtMs: number,
-  createdAtMs: number,
-  startedAtMs: number,
-];
+/** A result to record: success, or a failure retried after delayMs while attempts are left. */
+export interface Result extends Claim {
+  readonly ok: boolean;
+  readonly delayMs: number;
+  readonly error: string | null;
+}
+
+/** A job's status after its result was recorded. */
+export type FinishedStatus = 'succeeded' | 'queued' | 'failed';
 
 export interface ReapedRow {
   id: string;
@@ -38,171 +29,199 @@ export interface ReapedRow {
   status: 'queued' | 'failed';
 }
 
-/**
- * An array literal of ids or lease tokens, written directly: ids are digits and tokens are
- * uuids from the database, so neither needs quoting (cheaper than pg's generic array encoder).
- */
-function arrayLiteral<T>(items: readonly T[], field: (item: T) => string): string {
-  let text = '{';
-  for (let i = 0; i < items.length; i++) text += (i === 0 ? '' : ',') + field(items[i]!);
-  return `${text}}`;
+export interface Waiter {
+  workerId: string;
+  channel: string;
+  tasks: readonly string[];
+  queues: readonly string[] | undefined;
+  leaseMs: number;
+  slots: number;
+  ttlMs: number;
+  received: number;
 }
 
-/** Ids from a bigint[] sent as text ("{1,2,3}"). */
-function parseIdArray(text: string | null | undefined): string[] {
-  return text && text.length > 2 ? text.slice(1, -1).split(',') : [];
+export interface TransitionRow {
+  previous: string;
+  changed: boolean;
 }
 
-const idArray = (claims: ReadonlyArray<{ id: string }>): string => arrayLiteral(claims, (c) => c.id);
-const tokenArray = (claims: ReadonlyArray<{ token: string }>): string => arrayLiteral(claims, (c) => c.token);
-
-/** A claimed job; its Dates are made on first use (a busy worker's handlers rarely read them). */
-export class ClaimedJobRecord implements Job {
-  readonly id: string;
-  readonly queue: string;
-  readonly task: string;
-  readonly payload: unknown;
-  readonly priority: number;
-  readonly attempt: number;
-  readonly maxAttempts: number;
-  readonly timeoutMs: number | null;
-  readonly dedupeKey: string | null;
-  readonly concurrencyKey: string | null;
-  /** run_at, created_at and started_at in epoch ms (database clock). */
-  readonly runAtMs: number;
-  readonly createdAtMs: number;
-  readonly startedAtMs: number;
-  private dates: { runAt: Date; createdAt: Date; startedAt: Date } | undefined;
-
-  constructor(row: ClaimRow) {
-    this.id = row[0];
-    this.queue = row[1];
-    this.task = row[2];
-    this.payload = row[3];
-    this.priority = row[4];
-    this.attempt = row[5];
-    this.maxAttempts = row[6];
-    this.timeoutMs = row[8];
-    this.dedupeKey = row[9];
-    this.concurrencyKey = row[10];
-    this.runAtMs = row[11];
-    this.createdAtMs = row[12];
-    this.startedAtMs = row[13];
-  }
-
-  private get times(): { runAt: Date; createdAt: Date; startedAt: Date } {
-    this.dates ??= { runAt: new Date(this.runAtMs), createdAt: new Date(this.createdAtMs), startedAt: new Date(this.startedAtMs) };
-    return this.dates;
-  }
-
-  get runAt(): Date {
-    return this.times.runAt;
-  }
-
-  get createdAt(): Date {
-    return this.times.createdAt;
-  }
-
-  get startedAt(): Date {
-    return this.times.startedAt;
-  }
-
-  /** The job as a plain object (for JSON and logs). */
-  toJSON(): Job {
-    const { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey } = this;
-    return { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey };
-  }
+export interface JobStoreOptions {
+  /** Delete succeeded jobs in the statement that records their success (retention 0). */
+  deleteSucceeded?: boolean;
 }
+
+const SERIALIZATION_FAILURE = '40001';
+const NO_ACTIVE_TRANSACTION = '25P01';
+
+function pgCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+const claimedJobs = (rows: ClaimedRow[]): ClaimedJob[] => rows.map((row) => new ClaimedJob(row));
 
 /**
- * Every statement the worker runs on the jobs table. Writes after the claim are fenced:
- * they match the job's id, its lease token and status = 'running', and report whether
- * they changed anything.
+ * Every statement skiplock runs on its tables, for producers, workers, maintenance and the
+ * CLI alike: the one place where SQL (sql/queries/jobs.sql) meets the pool. Writes after a
+ * claim are fenced: they match the job's id, its lease token and status = 'running', and
+ * report whether they changed anything. Errors are passed on as the driver raised them.
  */
 export class JobStore {
+  readonly schema: string;
+  /** The schema's shared NOTIFY channel: enqueues and hand-backs wake idle workers on it. */
+  readonly channel: string;
+  private readonly queries: Queries;
+  private readonly deleteSucceeded: boolean;
+
   constructor(
     private readonly pool: pg.Pool,
-    private readonly queries: Queries,
-    /** Delete succeeded jobs when recording their success instead of keeping them. */
-    private readonly deleteSucceeded = false,
-    /** The schema's shared NOTIFY channel (jobs handed back to the queue wake idle workers). */
-    private readonly channel = '',
-  ) {}
+    schema: string,
+    options: JobStoreOptions = {},
+  ) {
+    this.schema = schema;
+    this.channel = channelFor(schema);
+    this.queries = loadQueries(schema);
+    this.deleteSucceeded = options.deleteSucceeded ?? false;
+  }
 
-  /** Claims up to `limit` due jobs of the given tasks (and queues) in one statement. */
-  async claim(params: {
-    tasks: readonly string[];
-    queues: readonly string[] | undefined;
-    limit: number;
-    leaseMs: number;
-    workerId: string;
-  }): Promise<ClaimedJob[]> {
-    const res = await this.pool.query<ClaimRow>({
-      ...this.queries.claim,
-      rowMode: 'array',
-      values: [params.tasks, params.queues ?? null, params.limit, params.leaseMs, params.workerId],
-    });
-    return res.rows.map((row) => ({ token: row[7], job: new ClaimedJobRecord(row) }));
+  // ---- enqueue -------------------------------------------------------------------------
+
+  /** Inserts jobs without dedupe keys in one statement (one NOTIFY); ids in input order. */
+  async enqueue(jobs: readonly NormalizedJob[], client: Queryable = this.pool): Promise<string[]> {
+    const res = await client.query<{ ids: string[] }>({ ...this.queries.enqueue, values: this.columns(jobs) });
+    return res.rows[0]?.ids ?? [];
   }
 
   /**
-   * Marks a job succeeded; false when the lease was no longer ours. On `client` it joins
-   * that client's transaction, so the handler's writes and the completion commit together.
+   * Inserts one due job, handed straight to an idle worker when one waits (see
+   * sql/queries/jobs.sql, enqueueHandoff). Returns its id.
    */
-  async complete(id: string, token: string, client: Queryable = this.pool): Promise<boolean> {
+  async enqueueHandoff(job: NormalizedJob): Promise<string | undefined> {
+    const res = await this.pool.query<{ id: string }>({
+      ...this.queries.enqueueHandoff,
+      values: [job.queue, job.task, job.payload, job.priority, job.maxAttempts, job.timeoutMs, this.channel],
+    });
+    return res.rows[0]?.id;
+  }
+
+  /**
+   * One idempotent insert statement: jobs whose dedupe key is taken are skipped. Returns the
+   * rows inserted, in input order. On a caller's client it runs under a savepoint, so that a
+   * serialization failure (REPEATABLE READ: the key's holder committed after the caller's
+   * snapshot) leaves the caller's transaction usable; it then returns undefined.
+   */
+  async enqueueDedupe(jobs: readonly NormalizedJob[], client?: Queryable): Promise<Array<{ id: string; key: string | null }> | undefined> {
+    const query = { ...this.queries.enqueueDedupe, values: [...this.columns(jobs), jobs.map((j) => j.dedupeKey)] };
+    const read = (res: pg.QueryResult<{ ids: string[]; keys: Array<string | null> }>) => {
+      const row = res.rows[0];
+      return (row?.ids ?? []).map((id, n) => ({ id, key: row?.keys[n] ?? null }));
+    };
+    if (client === undefined) return read(await this.pool.query(query));
+    let savepoint = true;
+    try {
+      await client.query({ text: 'SAVEPOINT skiplock_enqueue' });
+    } catch (err) {
+      if (pgCode(err) !== NO_ACTIVE_TRANSACTION) throw err;
+      savepoint = false; // autocommit client: nothing to protect
+    }
+    try {
+      const res = read(await client.query(query));
+      if (savepoint) await client.query({ text: 'RELEASE SAVEPOINT skiplock_enqueue' });
+      return res;
+    } catch (err) {
+      if (!savepoint) throw err;
+      await client.query({ text: 'ROLLBACK TO SAVEPOINT skiplock_enqueue' });
+      await client.query({ text: 'RELEASE SAVEPOINT skiplock_enqueue' });
+      if (pgCode(err) === SERIALIZATION_FAILURE) return undefined;
+      throw err;
+    }
+  }
+
+  /** The queued or running job holding each of these dedupe keys, by key. */
+  async findByDedupeKey(keys: readonly string[], client: Queryable = this.pool): Promise<Map<string, string>> {
+    const res = await client.query<{ id: string; dedupe_key: string }>({ ...this.queries.findByDedupeKey, values: [keys] });
+    return new Map(res.rows.map((r) => [r.dedupe_key, r.id]));
+  }
+
+  /** The enqueue statements' column arrays, then the channel. */
+  private columns(jobs: readonly NormalizedJob[]): unknown[] {
+    return [
+      jobs.map((j) => j.queue),
+      jobs.map((j) => j.task),
+      jobs.map((j) => j.payload),
+      jobs.map((j) => j.priority),
+      jobs.map((j) => j.runAt),
+      jobs.map((j) => j.delayMs),
+      jobs.map((j) => j.maxAttempts),
+      jobs.map((j) => j.concurrencyKey),
+      jobs.map((j) => j.concurrencyLimit),
+      jobs.map((j) => j.timeoutMs),
+      this.channel,
+    ];
+  }
+
+  // ---- one job: look-up and operator transitions ----------------------------------------
+
+  /** The job's row, or undefined. */
+  async getJob(id: string, client: Queryable = this.pool): Promise<JobRecord | undefined> {
+    const res = await client.query<JobRecord>({ ...this.queries.getJob, values: [id] });
+    return res.rows[0];
+  }
+
+  /** A job's status now (undefined if there is no such job). */
+  async statusOf(id: string): Promise<string | undefined> {
+    return (await this.getJob(id))?.status;
+  }
+
+  /** queued|running -> cancelled; undefined when there is no such job. */
+  async cancel(id: string, client: Queryable = this.pool): Promise<TransitionRow | undefined> {
+    return (await client.query<TransitionRow>({ ...this.queries.cancel, values: [id] })).rows[0];
+  }
+
+  /** failed|cancelled -> queued, attempts reset, due now; undefined when there is no such job. */
+  async retry(id: string, client: Queryable = this.pool): Promise<TransitionRow | undefined> {
+    return (await client.query<TransitionRow>({ ...this.queries.retry, values: [id, this.channel] })).rows[0];
+  }
+
+  // ---- the claim and a claim's fenced writes ---------------------------------------------
+
+  /** Claims up to `limit` due jobs of the given tasks (and queues) in one statement. */
+  async claim(params: { tasks: readonly string[]; queues: readonly string[] | undefined; limit: number; leaseMs: number; workerId: string }): Promise<ClaimedJob[]> {
+    const res = await this.pool.query<ClaimedRow>({
+      ...this.queries.claim,
+      values: [params.tasks, params.queues ?? null, params.limit, params.leaseMs, params.workerId],
+    });
+    return claimedJobs(res.rows);
+  }
+
+  /**
+   * Marks a job succeeded (or deletes it, with retention 0); false when the lease was no
+   * longer ours. On `client` it joins that client's transaction (ctx.transaction).
+   */
+  async complete(claim: Claim, client: Queryable = this.pool): Promise<boolean> {
     const query = this.deleteSucceeded ? this.queries.deleteCompleted : this.queries.complete;
-    const res = await client.query({ ...query, values: [id, token] });
+    const res = await client.query({ ...query, values: [claim.id, claim.token] });
     return res.rowCount === 1;
   }
 
   /**
-   * Records many successes in one statement (marked succeeded, or deleted when this store
-   * keeps no succeeded jobs), each fenced by its token. Returns whether a job was written:
-   * a job that was not was no longer ours.
+   * Records many successes in one statement, each fenced by its token. Returns whether a job
+   * was written: a job that was not was no longer ours.
    */
-  async completeMany(claims: ReadonlyArray<{ id: string; token: string }>): Promise<(id: string) => boolean> {
+  async completeMany(claims: readonly Claim[]): Promise<(id: string) => boolean> {
     const query = this.deleteSucceeded ? this.queries.deleteCompletedMany : this.queries.completeMany;
     // Unprepared on purpose: planned for the actual arrays, the token check is hashed
     // (see sql/queries/jobs.sql, completeMany). One row comes back, not one per job.
-    const res = await this.pool.query<{ written: number; ids: string | null }>({
-      text: query.text,
-      values: [idArray(claims), tokenArray(claims)],
-    });
+    const res = await this.pool.query<{ written: number; ids: string | null }>({ text: query.text, values: [idArray(claims), tokenArray(claims)] });
     const row = res.rows[0];
     if (row !== undefined && row.written === claims.length) return () => true;
     const written = new Set(parseIdArray(row?.ids));
     return (id) => written.has(id);
   }
 
-  /**
-   * Deletes up to `limit` jobs in these statuses that finished more than `olderThanMs` ago.
-   * Returns the status of each job deleted.
-   */
-  async prune(statuses: readonly string[], olderThanMs: number, limit: number): Promise<string[]> {
-    const res = await this.pool.query<{ status: string }>({ ...this.queries.prune, values: [statuses, olderThanMs, limit] });
-    return res.rows.map((r) => r.status);
-  }
-
-  /**
-   * Records a failed attempt: requeued after `retryDelayMs` while attempts are left, else
-   * failed. Returns the new status, or undefined when the lease was no longer ours.
-   */
-  async fail(id: string, token: string, retryDelayMs: number, error: string): Promise<'queued' | 'failed' | undefined> {
-    const res = await this.pool.query<{ status: 'queued' | 'failed' }>({
-      ...this.queries.fail,
-      values: [id, token, retryDelayMs, error],
-    });
-    return res.rows[0]?.status;
-  }
-
-  /**
-   * Records many results in one statement, each fenced by its token. Returns the new status
-   * of every job written; a job missing from the map was no longer ours.
-   */
-  async finishMany(
-    results: ReadonlyArray<{ id: string; token: string; ok: boolean; delayMs: number; error: string | null }>,
-  ): Promise<Map<string, 'succeeded' | 'queued' | 'failed'>> {
-    const res = await this.pool.query<{ id: string; status: 'succeeded' | 'queued' | 'failed' }>({
+  /** Records many results in one statement, each fenced by its token: the new status of every job written. */
+  async finishMany(results: readonly Result[]): Promise<Map<string, FinishedStatus>> {
+    const res = await this.pool.query<{ id: string; status: FinishedStatus }>({
       ...this.queries.finishMany,
       values: [
         results.map((r) => r.id),
@@ -219,7 +238,7 @@ export class JobStore {
    * Renews the leases of these claims in one statement. Returns the jobs no longer held,
    * each with its status now (e.g. 'cancelled'; undefined if the row is gone).
    */
-  async renew(claims: ReadonlyArray<{ id: string; token: string }>, leaseMs: number): Promise<Map<string, string | undefined>> {
+  async renew(claims: readonly Claim[], leaseMs: number): Promise<Map<string, string | undefined>> {
     const lost = new Map<string, string | undefined>();
     if (claims.length === 0) return lost;
     const sorted = [...claims].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
@@ -231,30 +250,29 @@ export class JobStore {
     return lost;
   }
 
-  /**
-   * Offers `slots` hand-off slots for this worker until `ttlMs` from now (see
-   * sql/queries/jobs.sql, registerWaiter). Returns the slots the row offers afterwards.
-   */
-  async registerWaiter(waiter: {
-    workerId: string;
-    channel: string;
-    tasks: readonly string[];
-    queues: readonly string[] | undefined;
-    leaseMs: number;
-    slots: number;
-    ttlMs: number;
-    received: number;
-  }): Promise<number> {
+  /** Puts unfinished claims back to queued at once (no attempt used up); returns the ids handed back. */
+  async handBack(claims: readonly Claim[]): Promise<Set<string>> {
+    if (claims.length === 0) return new Set();
+    const res = await this.pool.query<{ ids: string }>({ ...this.queries.handBack, values: [idArray(claims), tokenArray(claims), this.channel] });
+    return new Set(parseIdArray(res.rows[0]?.ids));
+  }
+
+  // ---- hand-off waiters (sql/migrations/0006_handoff.sql) ----------------------------------
+
+  /** Offers hand-off slots for this worker until ttlMs from now; returns the slots the row offers afterwards. */
+  async registerWaiter(w: Waiter): Promise<number> {
     const res = await this.pool.query<{ slots: number }>({
       ...this.queries.registerWaiter,
-      values: [waiter.workerId, waiter.channel, waiter.tasks, waiter.queues ?? null, waiter.leaseMs, waiter.slots, waiter.ttlMs, waiter.received],
+      values: [w.workerId, w.channel, w.tasks, w.queues ?? null, w.leaseMs, w.slots, w.ttlMs, w.received],
     });
     return res.rows[0]?.slots ?? 0;
   }
 
-  /** Takes this worker's hand-off offer back (slots = 0). */
-  async withdrawWaiter(workerId: string): Promise<void> {
-    await this.pool.query({ ...this.queries.withdrawWaiter, values: [workerId] });
+  /** Takes this worker's hand-off offer back (slots = 0); returns how many hand-offs its row has made (undefined: no row). */
+  async withdrawWaiter(workerId: string): Promise<number | undefined> {
+    const res = await this.pool.query<{ handed: string }>({ ...this.queries.withdrawWaiter, values: [workerId] });
+    const handed = res.rows[0]?.handed;
+    return handed === undefined ? undefined : Number(handed);
   }
 
   /** Deletes this worker's waiter row (shutdown). */
@@ -264,48 +282,30 @@ export class JobStore {
 
   /** Jobs handed to this worker that it does not know (their notification was lost). */
   async adoptHandoffs(workerId: string, known: readonly string[]): Promise<ClaimedJob[]> {
-    const res = await this.pool.query<ClaimRow>({
-      ...this.queries.adoptHandoffs,
-      rowMode: 'array',
-      values: [workerId, `{${known.join(',')}}`],
-    });
-    return res.rows.map((row) => ({ token: row[7], job: new ClaimedJobRecord(row) }));
+    const res = await this.pool.query<ClaimedRow>({ ...this.queries.adoptHandoffs, values: [workerId, idList(known)] });
+    return claimedJobs(res.rows);
   }
 
-  /**
-   * Hands back to the queue every running job claimed for this worker that it does not know
-   * (hand-offs whose notification never arrived). Returns their ids.
-   */
+  /** Hands back every running job claimed for this worker that it does not know; returns their ids. */
   async handBackUnknown(workerId: string, known: readonly string[]): Promise<string[]> {
-    const res = await this.pool.query<{ ids: string }>({
-      ...this.queries.handBackUnknown,
-      values: [workerId, `{${known.join(',')}}`, this.channel],
-    });
+    const res = await this.pool.query<{ ids: string }>({ ...this.queries.handBackUnknown, values: [workerId, idList(known), this.channel] });
     return parseIdArray(res.rows[0]?.ids);
   }
 
-  /** Puts unfinished claims back to queued at once; returns the ids handed back. */
-  async handBack(claims: ReadonlyArray<{ id: string; token: string }>): Promise<Set<string>> {
-    if (claims.length === 0) return new Set();
-    const res = await this.pool.query<{ ids: string }>({
-      ...this.queries.handBack,
-      values: [idArray(claims), tokenArray(claims), this.channel],
-    });
-    return new Set(parseIdArray(res.rows[0]?.ids));
-  }
+  // ---- maintenance -----------------------------------------------------------------------
 
   /** Requeues or fails up to `limit` jobs whose lease expired. */
   async reap(limit: number): Promise<ReapedRow[]> {
-    const res = await this.pool.query<ReapedRow>({ ...this.queries.reap, values: [limit] });
-    return res.rows;
+    return (await this.pool.query<ReapedRow>({ ...this.queries.reap, values: [limit] })).rows;
   }
 
-  /** A job's status now (undefined if there is no such job). */
-  async statusOf(id: string): Promise<string | undefined> {
-    const res = await this.pool.query<{ status: string }>({ ...this.queries.getJob, values: [id] });
-    return res.rows[0]?.status;
+  /** Deletes up to `limit` jobs in these statuses that finished more than olderThanMs ago; the status of each deleted. */
+  async prune(statuses: readonly string[], olderThanMs: number, limit: number): Promise<string[]> {
+    const res = await this.pool.query<{ status: string }>({ ...this.queries.prune, values: [statuses, olderThanMs, limit] });
+    return res.rows.map((r) => r.status);
   }
 
+  /** Jobs in the table by queue and status (the skiplock_queue_depth gauge). */
   async queueDepth(): Promise<Array<{ queue: string; status: string; jobs: number }>> {
     const res = await this.pool.query<{ queue: string; status: string; jobs: string }>({ ...this.queries.queueDepth, values: [] });
     return res.rows.map((r) => ({ queue: r.queue, status: r.status, jobs: Number(r.jobs) }));

@@ -112,3 +112,8 @@ export function describeDbError(err: unknown, connectionString?: string): Error 
   if (err instanceof SkiplockError) return err;
   return new SkiplockError(message, { cause: err });
 }
+
+/** describeDbError bound to one connection string: what every part of a worker or producer uses. */
+export function dbErrorDescriber(connectionString: string | undefined): (err: unknown) => Error {
+  return (err) => describeDbError(err, connectionString);
+}

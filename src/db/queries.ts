@@ -11,7 +11,6 @@ export const QUERY_NAMES = [
   'findByDedupeKey',
   'claim',
   'complete',
-  'fail',
   'finishMany',
   'completeMany',
   'deleteCompletedMany',

@@ -1,6 +1,6 @@
 /**
- * Runs an async step every `intervalMs` (plus optional jitter), never two at once. The one
- * contract every background service of a worker follows: start(), stop(), runNow().
+ * Runs an async step every `intervalMs` (plus optional jitter), never two at once: the timer
+ * under the worker's poll, heartbeat and maintenance services (service.ts).
  */
 export class Periodic {
   private timer: NodeJS.Timeout | undefined;

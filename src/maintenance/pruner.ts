@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { JobStore } from '../db/jobstore.js';
 import { errorMessage } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import { Periodic } from './periodic.js';
+import { PeriodicService } from './service.js';
 
 /** How long finished jobs stay in the table; Infinity keeps them. */
 export interface Retention {
@@ -29,16 +29,9 @@ const MAX_BATCHES_PER_ROUND = 100;
  * Deletes finished jobs older than the retention, oldest first, in batches of SKIP LOCKED
  * rows: every worker may run one, and they never delete a row twice or wait on each other.
  */
-export class Pruner {
-  private readonly periodic: Periodic;
-
+export class Pruner extends PeriodicService {
   constructor(private readonly options: PrunerOptions) {
-    this.periodic = new Periodic(
-      options.intervalMs,
-      () => this.pruneAll(),
-      (err) => options.logger.warn({ err: errorMessage(err) }, 'pruning round failed'),
-      0.2,
-    );
+    super(options.intervalMs, (err) => options.logger.warn({ err: errorMessage(err) }, 'pruning round failed'));
   }
 
   /** Whether this retention leaves anything to prune. */
@@ -46,16 +39,8 @@ export class Pruner {
     return Number.isFinite(retention.failedMs) || (retention.succeededMs > 0 && Number.isFinite(retention.succeededMs));
   }
 
-  start(): void {
-    this.periodic.start();
-  }
-
-  stop(): Promise<void> {
-    return this.periodic.stop();
-  }
-
-  /** Runs one pruning round now. */
-  async pruneAll(): Promise<void> {
+  /** One round: each status group past its retention, in batches. */
+  protected async round(): Promise<void> {
     const { retention } = this.options;
     // With succeededMs = 0 nothing is kept, but rows from an earlier retention may remain.
     if (Number.isFinite(retention.succeededMs)) await this.pruneStatuses(['succeeded'], retention.succeededMs);

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { JobStore } from '../db/jobstore.js';
 import { errorMessage } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import { Periodic } from './periodic.js';
+import { PeriodicService } from './service.js';
 
 export interface ReaperOptions {
   store: JobStore;
@@ -18,28 +18,13 @@ export interface ReaperOptions {
  * Each round is one conditional statement over SKIP LOCKED rows, so every worker can run a
  * reaper and no job is ever acted on twice.
  */
-export class Reaper {
-  private readonly periodic: Periodic;
-
+export class Reaper extends PeriodicService {
   constructor(private readonly options: ReaperOptions) {
-    this.periodic = new Periodic(
-      options.intervalMs,
-      () => this.reapAll(),
-      (err) => options.logger.warn({ err: errorMessage(err) }, 'reaper round failed'),
-      0.2,
-    );
+    super(options.intervalMs, (err) => options.logger.warn({ err: errorMessage(err) }, 'reaper round failed'));
   }
 
-  start(): void {
-    this.periodic.start();
-  }
-
-  stop(): Promise<void> {
-    return this.periodic.stop();
-  }
-
-  /** Runs one reaper round now; resolves to the number of jobs acted on. */
-  async reapAll(): Promise<void> {
+  /** One round: statements of `batch` jobs until one comes back short. */
+  protected async round(): Promise<void> {
     const { store, batch, logger, metrics } = this.options;
     for (;;) {
       const rows = await store.reap(batch);

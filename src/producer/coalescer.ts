@@ -1,4 +1,4 @@
-import type { NormalizedJob } from './jobspec.js';
+import type { NormalizedJob } from '../job.js';
 
 interface Waiting {
   job: NormalizedJob;

@@ -1,57 +1,12 @@
 import { DEFAULT_QUEUE, MAX_TIMER_MS, checkInteger, parseDuration, validateName } from '../config.js';
 import { SkiplockError, errorMessage } from '../errors.js';
-
-/** Options of one enqueued job. */
-export interface JobOptions {
-  /** Queue name (default "default"). */
-  queue?: string;
-  /** Lower runs first (default 0); a 32-bit integer. */
-  priority?: number;
-  /** When the job may run: a Date or an ISO 8601 text. Exclusive with delay. */
-  runAt?: Date | string;
-  /** Run no sooner than this long after enqueue, by the database clock: ms or "30s", "5m". */
-  delay?: number | string;
-  /** Attempts before the job is failed (default 25). */
-  maxAttempts?: number;
-  /**
-   * Idempotency key: while a job with this key is queued or running, enqueueing the key
-   * again returns that job's id (created: false) and inserts nothing.
-   */
-  dedupeKey?: string;
-  /** At most concurrencyLimit jobs with this key run at once, across all workers. */
-  concurrencyKey?: string;
-  /** With concurrencyKey: how many may run at once (default 1). */
-  concurrencyLimit?: number;
-  /** Run time limit for this job (ms or "30s"); overrides the task's timeout. */
-  timeout?: number | string;
-}
-
-/** One job of a bulk enqueue. */
-export interface JobSpec extends JobOptions {
-  task: string;
-  payload?: unknown;
-}
+import type { JobSpec, NormalizedJob } from '../job.js';
 
 export const DEFAULT_MAX_ATTEMPTS = 25;
 /** Default cap on a payload's JSON size (1 MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 const INT32_MAX = 2_147_483_647;
 const MAX_KEY_LENGTH = 512;
-
-/** A job ready for the enqueue statement's arrays. */
-export interface NormalizedJob {
-  queue: string;
-  task: string;
-  payload: string;
-  priority: number;
-  runAt: Date | null;
-  delayMs: number;
-  maxAttempts: number;
-  dedupeKey: string | null;
-  concurrencyKey: string | null;
-  concurrencyLimit: number | null;
-  timeoutMs: number | null;
-}
 
 const KNOWN_FIELDS = new Set([
   'task',

@@ -1,10 +1,11 @@
 import type pg from 'pg';
-import { DEFAULT_SCHEMA, channelFor, checkInteger, validateSchema } from '../config.js';
-import { type ConnectionOptions, type Queryable, createPool, describeDbError } from '../db/pool.js';
-import { type Queries, loadQueries } from '../db/queries.js';
+import { DEFAULT_SCHEMA, checkInteger, validateSchema } from '../config.js';
+import { JobStore } from '../db/jobstore.js';
+import { type ConnectionOptions, type Queryable, createPool, dbErrorDescriber } from '../db/pool.js';
 import { SkiplockError } from '../errors.js';
+import type { JobOptions, JobRecord, JobSpec, NormalizedJob } from '../job.js';
 import { EnqueueCoalescer } from './coalescer.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES, type JobOptions, type JobSpec, type NormalizedJob, normalizeJob } from './jobspec.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, normalizeJob } from './jobspec.js';
 
 export interface ProducerOptions extends ConnectionOptions {
   /** Use this pool instead of opening one (it is not closed by close()). */
@@ -58,31 +59,7 @@ export interface TransitionResult {
   previous: string | undefined;
 }
 
-export interface JobRecord {
-  id: string;
-  queue: string;
-  task: string;
-  payload: unknown;
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-  priority: number;
-  run_at: Date;
-  attempts: number;
-  max_attempts: number;
-  lease_expires_at: Date | null;
-  locked_by: string | null;
-  last_error: string | null;
-  created_at: Date;
-  started_at: Date | null;
-  finished_at: Date | null;
-  dedupe_key: string | null;
-  concurrency_key: string | null;
-  concurrency_limit: number | null;
-  timeout_ms: number | null;
-}
-
 const DEDUPE_ROUNDS = 20;
-const SERIALIZATION_FAILURE = '40001';
-const NO_ACTIVE_TRANSACTION = '25P01';
 const UNIQUE_VIOLATION = '23505';
 
 /** Whether a job may be handed straight to an idle worker (see ProducerOptions.handoff). */
@@ -96,6 +73,11 @@ function canHandOff(job: NormalizedJob): boolean {
   );
 }
 
+function checkId(id: string): string {
+  if (!/^\d{1,19}$/.test(String(id))) throw new SkiplockError(`invalid job id ${JSON.stringify(id)}`);
+  return id;
+}
+
 function pgCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
@@ -103,27 +85,28 @@ function pgCode(err: unknown): string | undefined {
 
 /**
  * The client side of the queue: enqueue (one statement and one NOTIFY per call, however
- * many jobs; concurrent single-job calls share statements), look jobs up, cancel and retry them.
+ * many jobs; concurrent single-job calls share statements), look jobs up, cancel and retry
+ * them. Its statements are the store's (src/db/jobstore.ts); this class holds the logic
+ * around them: checking, coalescing, hand-off eligibility and idempotent insert.
  */
 export class Producer {
   readonly schema: string;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
-  private readonly queries: Queries;
-  private readonly channel: string;
-  private readonly connectionString: string | undefined;
+  private readonly store: JobStore;
+  /** One line for a database error, without secrets. */
+  private readonly describe: (err: unknown) => Error;
   private readonly maxPayloadBytes: number;
   private readonly coalescer: EnqueueCoalescer | undefined;
   private readonly handoff: boolean;
 
   constructor(options: ProducerOptions = {}) {
     this.schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
-    this.queries = loadQueries(this.schema);
-    this.channel = channelFor(this.schema);
-    this.connectionString = options.connectionString;
+    this.describe = dbErrorDescriber(options.connectionString);
     this.maxPayloadBytes = checkInteger(options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES, 'maxPayloadBytes', 2, 256 * 1024 * 1024);
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? createPool(options);
+    this.store = new JobStore(this.pool, this.schema);
     this.handoff = options.handoff ?? true;
     if (options.coalesce ?? true) {
       this.coalescer = new EnqueueCoalescer(async (jobs) => (await this.insertNormalized(jobs)).ids);
@@ -157,43 +140,22 @@ export class Producer {
   }
 
   /** Inserts jobs that normalize() already checked. */
-  async insertNormalized(jobs: readonly NormalizedJob[], client?: Queryable): Promise<EnqueueResult> {
+  private async insertNormalized(jobs: readonly NormalizedJob[], client?: Queryable): Promise<EnqueueResult> {
     if (jobs.length === 0) return { ids: [], created: [] };
     try {
       const only = jobs.length === 1 ? jobs[0] : undefined;
       if (only !== undefined && client === undefined && this.handoff && canHandOff(only)) {
-        const res = await this.pool.query<{ id: string }>({
-          ...this.queries.enqueueHandoff,
-          values: [only.queue, only.task, only.payload, only.priority, only.maxAttempts, only.timeoutMs, this.channel],
-        });
-        const id = res.rows[0]?.id;
+        const id = await this.store.enqueueHandoff(only);
         return { ids: id === undefined ? [] : [id], created: [true] };
       }
       if (jobs.every((j) => j.dedupeKey === null)) {
-        const res = await (client ?? this.pool).query<{ ids: string[] }>({ ...this.queries.enqueue, values: this.values(jobs) });
-        const ids = res.rows[0]?.ids ?? [];
+        const ids = await this.store.enqueue(jobs, client);
         return { ids, created: ids.map(() => true) };
       }
       return await this.insertDeduplicated(jobs, client);
     } catch (err) {
-      throw describeDbError(err, this.connectionString);
+      throw this.describe(err);
     }
-  }
-
-  private values(jobs: readonly NormalizedJob[]): unknown[] {
-    return [
-      jobs.map((j) => j.queue),
-      jobs.map((j) => j.task),
-      jobs.map((j) => j.payload),
-      jobs.map((j) => j.priority),
-      jobs.map((j) => j.runAt),
-      jobs.map((j) => j.delayMs),
-      jobs.map((j) => j.maxAttempts),
-      jobs.map((j) => j.concurrencyKey),
-      jobs.map((j) => j.concurrencyLimit),
-      jobs.map((j) => j.timeoutMs),
-      this.channel,
-    ];
   }
 
   /**
@@ -209,7 +171,7 @@ export class Producer {
     for (let round = 0; pending.length > 0; round++) {
       if (round >= DEDUPE_ROUNDS) throw new SkiplockError('dedupe enqueue did not settle: the keyed jobs keep finishing; try again');
       const batch = pending.map((i) => jobs[i] as NormalizedJob);
-      const inserted = await this.tryInsert(batch, client);
+      const inserted = await this.store.enqueueDedupe(batch, client);
       const byKey = new Map<string, string>();
       const unresolved: number[] = [];
       let next = 0;
@@ -234,9 +196,8 @@ export class Producer {
       if (missingKeys.length > 0) {
         // After a serialization failure (caller's REPEATABLE READ snapshot cannot see the
         // holder) read through our own pool, which sees what is committed now.
-        const reader = inserted === undefined ? this.pool : (client ?? this.pool);
-        const found = await reader.query<{ id: string; dedupe_key: string }>({ ...this.queries.findByDedupeKey, values: [missingKeys] });
-        for (const row of found.rows) byKey.set(row.dedupe_key, row.id);
+        const found = await this.store.findByDedupeKey(missingKeys, inserted === undefined ? undefined : client);
+        for (const [key, id] of found) byKey.set(key, id);
       }
       pending = [];
       for (const i of unresolved) {
@@ -249,47 +210,11 @@ export class Producer {
     return { ids: ids.map((id) => id ?? ''), created };
   }
 
-  /**
-   * One enqueueDedupe statement. On a caller's client it runs under a savepoint, so that
-   * a serialization failure (REPEATABLE READ: the key's holder committed after the caller's
-   * snapshot) leaves the caller's transaction usable; it then returns undefined.
-   */
-  private async tryInsert(
-    batch: readonly NormalizedJob[],
-    client: Queryable | undefined,
-  ): Promise<Array<{ id: string; key: string | null }> | undefined> {
-    const query = { ...this.queries.enqueueDedupe, values: [...this.values(batch), batch.map((j) => j.dedupeKey)] };
-    const read = (res: pg.QueryResult<{ ids: string[]; keys: Array<string | null> }>) => {
-      const row = res.rows[0];
-      return (row?.ids ?? []).map((id, n) => ({ id, key: row?.keys[n] ?? null }));
-    };
-    if (client === undefined) return read(await this.pool.query(query));
-    let savepoint = true;
-    try {
-      await client.query({ text: 'SAVEPOINT skiplock_enqueue' });
-    } catch (err) {
-      if (pgCode(err) !== NO_ACTIVE_TRANSACTION) throw err;
-      savepoint = false; // autocommit client: nothing to protect
-    }
-    try {
-      const res = read(await client.query(query));
-      if (savepoint) await client.query({ text: 'RELEASE SAVEPOINT skiplock_enqueue' });
-      return res;
-    } catch (err) {
-      if (!savepoint) throw err;
-      await client.query({ text: 'ROLLBACK TO SAVEPOINT skiplock_enqueue' });
-      await client.query({ text: 'RELEASE SAVEPOINT skiplock_enqueue' });
-      if (pgCode(err) === SERIALIZATION_FAILURE) return undefined;
-      throw err;
-    }
-  }
-
   /** The job's row, or undefined. */
   async getJob(id: string, client?: Queryable): Promise<JobRecord | undefined> {
-    const res = await (client ?? this.pool).query<JobRecord>({ ...this.queries.getJob, values: [id] }).catch((err: unknown) => {
-      throw describeDbError(err, this.connectionString);
+    return this.store.getJob(checkId(id), client).catch((err: unknown) => {
+      throw this.describe(err);
     });
-    return res.rows[0];
   }
 
   /**
@@ -297,13 +222,13 @@ export class Producer {
    * worker's next heartbeat. Of concurrent cancels of one job, exactly one reports changed.
    */
   async cancel(id: string, client?: Queryable): Promise<TransitionResult> {
-    return this.transition('cancel', [id], client);
+    return this.transition(() => this.store.cancel(checkId(id), client));
   }
 
   /** failed|cancelled -> queued, with attempts reset, due now. */
   async retry(id: string, client?: Queryable): Promise<TransitionResult> {
     try {
-      return await this.transition('retry', [id, this.channel], client);
+      return await this.transition(() => this.store.retry(checkId(id), client));
     } catch (err) {
       if (pgCode((err as Error).cause) === UNIQUE_VIOLATION || pgCode(err) === UNIQUE_VIOLATION) {
         throw new SkiplockError(`cannot retry job ${id}: another job with its dedupe key is queued or running`);
@@ -312,15 +237,15 @@ export class Producer {
     }
   }
 
-  private async transition(name: 'cancel' | 'retry', values: unknown[], client?: Queryable): Promise<TransitionResult> {
-    if (!/^\d{1,19}$/.test(String(values[0]))) throw new SkiplockError(`invalid job id ${JSON.stringify(values[0])}`);
+  private async transition(run: () => Promise<{ previous: string; changed: boolean } | undefined>): Promise<TransitionResult> {
+    let row: { previous: string; changed: boolean } | undefined;
     try {
-      const res = await (client ?? this.pool).query<{ previous: string; changed: boolean }>({ ...this.queries[name], values });
-      const row = res.rows[0];
-      return { changed: row?.changed ?? false, previous: row?.previous };
+      row = await run();
     } catch (err) {
-      throw describeDbError(err, this.connectionString);
+      if (err instanceof SkiplockError) throw err;
+      throw this.describe(err);
     }
+    return { changed: row?.changed ?? false, previous: row?.previous };
   }
 
   /** Closes the pool if this producer opened it. */

@@ -1,8 +1,11 @@
-import type { JobStore } from '../db/jobstore.js';
+import type { FinishedStatus, JobStore } from '../db/jobstore.js';
 import type { JobRun } from './run.js';
 
 /** What became of a recorded result: the job's new status, or undefined when the claim was gone. */
-export type FinishStatus = 'succeeded' | 'queued' | 'failed' | undefined;
+export type FinishStatus = FinishedStatus | undefined;
+
+/** The statements a completer runs (a JobStore; tests give a fake). */
+export type ResultWriter = Pick<JobStore, 'completeMany' | 'finishMany'>;
 
 /** One result waiting to be written. */
 export interface PendingResult {
@@ -43,7 +46,7 @@ export class Completer {
   private readonly maxBatch: number;
 
   constructor(
-    private readonly store: JobStore,
+    private readonly store: ResultWriter,
     private readonly options: CompleterOptions,
   ) {
     this.maxBatch = options.maxBatch ?? 1000;
@@ -94,7 +97,7 @@ export class Completer {
       // Successes (the bulk) go in a lean statement of ids and tokens; failures in another.
       if (successes.length > 0) {
         await this.write(successes, failures, async (batch) => {
-          const written = await this.store.completeMany(batch.map((p) => ({ id: p.run.id, token: p.run.token })));
+          const written = await this.store.completeMany(batch.map((p) => p.run));
           return (p) => (written(p.run.id) ? 'succeeded' : undefined);
         });
       }

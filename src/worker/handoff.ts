@@ -1,9 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { type ClaimRow, type ClaimedJob, ClaimedJobRecord, type JobStore } from '../db/jobstore.js';
+import type { JobStore } from '../db/jobstore.js';
+import { type ClaimedJob, parseClaimedRow } from '../job.js';
+import type { Intake } from './intake.js';
 
 export interface HandoffOptions {
-  store: JobStore;
+  store: Pick<JobStore, 'registerWaiter' | 'withdrawWaiter' | 'dropWaiter' | 'adoptHandoffs' | 'handBackUnknown'>;
   workerId: string;
   /** This worker's own NOTIFY channel. */
   channel: string;
@@ -13,14 +15,10 @@ export interface HandoffOptions {
   /** How long an offer stands without renewal (producers skip older ones). */
   ttlMs: number;
   logger: Logger;
-  /** Slots the worker could start a job in right now. */
-  free: () => number;
-  /** Ids of every job the worker holds (buffered, running, or with a result being written). */
-  known: () => string[];
   /** One line for a database error, without secrets. */
   describe: (err: unknown) => string;
-  /** A job handed to this worker whose notification was lost, found after a listener outage. */
-  adopt: (claimed: ClaimedJob) => void;
+  /** The worker: its idle slots, the jobs it holds, and where adopted jobs go. */
+  intake: Pick<Intake, 'idleSlots' | 'heldIds' | 'accept'>;
 }
 
 /** How long the ids of received hand-offs are remembered, so that one never runs twice. */
@@ -29,7 +27,8 @@ const SEEN_MS = 60_000;
 type Want = 'offer' | 'withdraw';
 
 /**
- * A worker's side of direct hand-off (sql/migrations/0006_handoff.sql). When the worker has
+ * A worker's side of direct hand-off (sql/migrations/0006_handoff.sql), driven by its job
+ * source (src/worker/source.ts), which alone calls it. When the worker has
  * nothing more to claim, it offers its free slots in the waiters table; a producer that
  * inserts a single due job then claims it for the worker in the insert itself and sends the
  * row to the worker's own channel, so the job starts one round trip sooner. The offer is
@@ -43,24 +42,23 @@ export class Handoff {
   private receivedCount = 0;
   private renewAt = 0;
   private renewTimer: NodeJS.Timeout | undefined;
+  /** The statement wished for next (the latest wish wins), and the one running now. */
   private want: Want | undefined;
+  private running: Want | undefined;
   private recoverPending = false;
   private writing: Promise<void> | undefined;
   /** Ids of hand-offs received or adopted lately, with when (a late notification of an adopted one is dropped). */
   private readonly seen = new Map<string, number>();
   /** Offers are made only while the listener is connected and the worker runs. */
   private available = false;
+  /** Whether the listener is connected, as far as its last report says. */
+  private listenerUp = true;
   private closed = false;
 
   constructor(private readonly options: HandoffOptions) {}
 
   get channel(): string {
     return this.options.channel;
-  }
-
-  /** Hand-offs received since the worker started. */
-  get received(): number {
-    return this.receivedCount;
   }
 
   start(): void {
@@ -78,7 +76,7 @@ export class Handoff {
       return;
     }
     if (!this.available) return;
-    const free = this.options.free();
+    const free = this.options.intake.idleSlots();
     if (free <= 0) return;
     if (this.offered > 0 && this.offered * 2 >= free && performance.now() < this.renewAt) return;
     this.request('offer');
@@ -86,7 +84,8 @@ export class Handoff {
 
   /** The worker is full: no more hand-offs for now. */
   withdraw(): void {
-    if (this.offered > 0 || this.want === 'offer') this.request('withdraw');
+    // An offer may be standing, wished for, or on its way to the database.
+    if (this.offered > 0 || this.want === 'offer' || this.running === 'offer') this.request('withdraw');
   }
 
   /**
@@ -100,14 +99,15 @@ export class Handoff {
     } catch {
       row = undefined;
     }
-    if (!isClaimRow(row)) {
+    const job = parseClaimedRow(row);
+    if (job === undefined) {
       this.options.logger.warn({ channel: this.options.channel, payload: text.slice(0, 200) }, 'ignored a notification that is not a hand-off');
       return undefined;
     }
-    this.receivedCount += 1;
     this.offered = Math.max(0, this.offered - 1);
-    if (!this.firstSight(row[0])) return undefined; // adopted already
-    return { token: row[7], job: new ClaimedJobRecord(row) };
+    if (!this.firstSight(job.id)) return undefined; // adopted already (and counted then)
+    this.receivedCount += 1;
+    return job;
   }
 
   /** Records a hand-off id; false when it was seen already. */
@@ -126,6 +126,7 @@ export class Handoff {
 
   /** The listener lost its connection: hand-offs sent meanwhile would be lost. */
   listenerLost(): void {
+    this.listenerUp = false;
     this.available = false;
     this.request('withdraw');
   }
@@ -135,6 +136,7 @@ export class Handoff {
    * looked up and run here (their notification, should one still come, is then ignored).
    */
   listenerBack(): void {
+    this.listenerUp = true;
     this.recoverPending = true;
     this.request('withdraw');
   }
@@ -159,17 +161,20 @@ export class Handoff {
    * (hand-offs whose notification never arrived) go back to the queue.
    */
   async handBackUnknown(): Promise<string[]> {
-    const ids = await this.options.store.handBackUnknown(this.options.workerId, this.options.known());
+    const ids = await this.options.store.handBackUnknown(this.options.workerId, this.options.intake.heldIds());
     if (ids.length > 0) this.options.logger.warn({ jobs: ids }, 'jobs handed to this worker never reached it; handed back to the queue');
     return ids;
   }
 
   /** After a listener outage: runs the hand-offs whose notification was lost. */
   private async adoptLost(): Promise<void> {
-    const found = await this.options.store.adoptHandoffs(this.options.workerId, this.options.known());
-    const adopted = found.filter((claimed) => this.firstSight(claimed.job.id));
-    if (adopted.length > 0) this.options.logger.warn({ jobs: adopted.map((c) => c.job.id) }, 'hand-offs sent while the listener was away; running them');
-    for (const claimed of adopted) this.options.adopt(claimed);
+    const found = await this.options.store.adoptHandoffs(this.options.workerId, this.options.intake.heldIds());
+    const adopted = found.filter((job) => this.firstSight(job.id));
+    this.receivedCount += adopted.length;
+    if (adopted.length > 0) {
+      this.options.logger.info({ jobs: adopted.map((job) => job.id) }, 'hand-offs sent while the listener was away; running them');
+      this.options.intake.accept(adopted);
+    }
   }
 
   private request(want: Want): void {
@@ -183,20 +188,25 @@ export class Handoff {
     while (this.want !== undefined) {
       const want = this.want;
       this.want = undefined;
+      this.running = want;
       try {
         if (want === 'withdraw') {
           this.offered = 0;
           this.clearRenewal();
-          await this.options.store.withdrawWaiter(this.options.workerId);
+          const handed = await this.options.store.withdrawWaiter(this.options.workerId);
           if (this.recoverPending) {
             await this.adoptLost();
+            // Every hand-off made until the withdraw has now been received, adopted, or
+            // lost with a job reaped meanwhile: none is on its way any more.
+            if (handed !== undefined) this.receivedCount = Math.max(this.receivedCount, handed);
             this.recoverPending = false;
-            this.available = !this.closed;
+            // A listener lost again meanwhile keeps offers off until it is back.
+            this.available = !this.closed && this.listenerUp;
           }
           continue;
         }
         if (!this.available || this.closed) continue;
-        const free = this.options.free();
+        const free = this.options.intake.idleSlots();
         if (free <= 0) continue;
         const { store, workerId, channel, tasks, queues, leaseMs, ttlMs } = this.options;
         const received = this.receivedCount;
@@ -204,13 +214,16 @@ export class Handoff {
         // Hand-offs that arrived while the statement ran may or may not be counted in `slots`
         // (sent before or after the update): count them off again, to err on the low side.
         this.offered = Math.max(0, slots - (this.receivedCount - received));
+        if (this.closed) continue; // closed meanwhile: the row goes with close(), no renewal
         this.renewAt = performance.now() + ttlMs / 3;
         this.scheduleRenewal();
       } catch (err) {
         // A failed offer leaves whatever the row held: it expires by itself. A failed
         // recovery is retried at the next offer.
         this.offered = 0;
-        this.options.logger.warn({ err: this.options.describe(err), action: want }, `hand-off ${want} failed`);
+        this.options.logger.warn({ err: this.options.describe(err) }, want === 'offer' ? 'hand-off offer failed' : 'hand-off withdraw failed');
+      } finally {
+        this.running = undefined;
       }
     }
   }
@@ -220,7 +233,7 @@ export class Handoff {
     this.renewTimer = setTimeout(() => {
       this.renewTimer = undefined;
       if (this.offered > 0) {
-        if (this.options.free() > 0) this.request('offer');
+        if (this.options.intake.idleSlots() > 0) this.request('offer');
         else this.request('withdraw');
       }
     }, this.options.ttlMs / 3);
@@ -231,24 +244,4 @@ export class Handoff {
     if (this.renewTimer) clearTimeout(this.renewTimer);
     this.renewTimer = undefined;
   }
-}
-
-/** Whether a parsed notification has the claim query's row shape (see enqueueHandoff). */
-function isClaimRow(value: unknown): value is ClaimRow {
-  if (!Array.isArray(value) || value.length !== 14) return false;
-  const [id, queue, task, , priority, attempts, maxAttempts, token, timeoutMs, , , runAt, createdAt, startedAt] = value as unknown[];
-  return (
-    typeof id === 'string' &&
-    /^\d+$/.test(id) &&
-    typeof queue === 'string' &&
-    typeof task === 'string' &&
-    typeof priority === 'number' &&
-    typeof attempts === 'number' &&
-    typeof maxAttempts === 'number' &&
-    typeof token === 'string' &&
-    (timeoutMs === null || typeof timeoutMs === 'number') &&
-    typeof runAt === 'number' &&
-    typeof createdAt === 'number' &&
-    typeof startedAt === 'number'
-  );
 }

@@ -1,14 +1,25 @@
 import type { Logger } from 'pino';
+import type { ClaimedJob } from '../job.js';
 import type { JobMetrics } from '../observability/metrics.js';
-import type { ClaimedJobRecord } from '../db/jobstore.js';
 
 /**
- * What a worker knows of one job it claimed. `buffered` while it waits in the worker's
- * prefetch buffer (claimed, lease renewed, handler not started); `running` until the handler
- * returns (or times out); then `finishing` while its result is written. `committed` once ctx.transaction
- * committed the completion. `lost` when the lease went to someone else or the job was
- * cancelled (the result is dropped), `handedBack` when shutdown returned it to the queue.
+ * What a worker knows of one job it claimed. A run moves only forward:
+ *
+ *   buffered ──start──▶ running ──handler returns──▶ finishing ──result written──▶ (done)
+ *      │                  │  └──ctx.transaction commits──▶ committed ──handler returns──▶ (done)
+ *      │                  ├──lease lost / cancelled──▶ lost        (its result is dropped)
+ *      │                  └──shutdown grace over──▶ handedBack
+ *      ├──lease lost / not renewed──▶ lost
+ *      └──shutdown / waited too long──▶ handedBack
+ *   finishing ──write refused (claim gone)──▶ lost
+ *
+ * `buffered`: claimed, in the worker's prefetch buffer, lease renewed, handler not started.
+ * A run holds one of the worker's slots exactly while it is `running` or `committed`; the
+ * executor frees the slot on the one move out of those states (src/worker/executor.ts).
  */
+/** What ended a claim before its result was recorded: a cancel, or whoever noticed the lease was gone. */
+export type LossReason = 'heartbeat' | 'complete' | 'fail' | 'expiry' | 'cancelled';
+
 export type RunState = 'buffered' | 'running' | 'finishing' | 'committed' | 'lost' | 'handedBack';
 
 export class JobRun {
@@ -25,10 +36,11 @@ export class JobRun {
   startedAt = 0;
   /** How long the handler ran, in ms (set when it returns). */
   durationMs = 0;
+  /** Why the run was lost (state `lost`). */
+  lostBy: LossReason | undefined;
 
   constructor(
-    readonly job: ClaimedJobRecord,
-    readonly token: string,
+    readonly job: ClaimedJob,
     private readonly parentLogger: Logger,
     /** This job's metric children (by queue and task). */
     readonly metrics: JobMetrics,
@@ -36,6 +48,15 @@ export class JobRun {
   ) {
     this.renewedAt = now;
     this.claimedAt = now;
+  }
+
+  get id(): string {
+    return this.job.id;
+  }
+
+  /** The claim's fencing token. */
+  get token(): string {
+    return this.job.token;
   }
 
   /** Created on first use: most runs of a busy worker never need one. */
@@ -48,10 +69,6 @@ export class JobRun {
   get logger(): Logger {
     this.childLogger ??= this.parentLogger.child({ jobId: this.job.id, task: this.job.task, queue: this.job.queue, attempt: this.job.attempt });
     return this.childLogger;
-  }
-
-  get id(): string {
-    return this.job.id;
   }
 
   /** Whether a log line at this level would be written (saves making the child logger). */

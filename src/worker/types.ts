@@ -1,25 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { Job } from '../job.js';
 import type { BackoffOptions } from './backoff.js';
-
-/** A claimed job as a handler sees it. */
-export interface Job<P = unknown> {
-  readonly id: string;
-  readonly queue: string;
-  readonly task: string;
-  readonly payload: P;
-  readonly priority: number;
-  readonly runAt: Date;
-  /** 1 on the first run, 2 on the first retry, ... */
-  readonly attempt: number;
-  readonly maxAttempts: number;
-  readonly createdAt: Date;
-  readonly startedAt: Date;
-  /** This job's own time limit in ms, if it has one. */
-  readonly timeoutMs: number | null;
-  readonly dedupeKey: string | null;
-  readonly concurrencyKey: string | null;
-}
 
 /** What a handler gets beside its payload. */
 export interface TaskContext {

@@ -1,23 +1,20 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/wait.js';
 import {
   type BackendKillStats,
-  type ChaosDb,
   Injector,
-  Random,
-  WorkerFleet,
   coreViolations,
-  createChaosDb,
   enqueueBulk,
   healthz,
   ledgerFigures,
+  ledgerSummary,
   listenerApp,
-  pollUntil,
   scrapeMetric,
   seconds,
-  seedFromEnv,
   summary,
   terminateBackends,
+  useChaosScenario,
   waitForDrain,
 } from './harness.js';
 
@@ -34,32 +31,11 @@ const LEASE_MS = 2000;
 const INJECT_EVERY_MS = 1000;
 const INJECT_FOR_MS = 20_000;
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.destroy();
-  await chaos?.drop();
-  fleet = undefined;
-  chaos = undefined;
-});
+const scenario = useChaosScenario('backends', { fleet: { workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS, metrics: true } });
 
 describe('chaos: terminated backends', () => {
   it(`pg_terminate_backend on random worker connections every ~${INJECT_EVERY_MS / 1000} s: no crash, none lost, listeners back`, async () => {
-    const seed = seedFromEnv();
-    const random = new Random(seed);
-    const t0 = Date.now();
-    chaos = await createChaosDb('backends');
-    const db = chaos;
-    fleet = new WorkerFleet(db, {
-      workers: WORKERS,
-      concurrency: CONCURRENCY,
-      leaseMs: LEASE_MS,
-      reaperIntervalMs: 250,
-      pollIntervalMs: 250,
-      metrics: true,
-    });
-    await fleet.start();
+    const { db, fleet, random, seed, t0 } = await scenario.start();
 
     const stats: BackendKillStats = { pool: 0, poolBusy: 0, listener: 0, listenerReturnMs: [], listenerNotBack: [] };
     const watches: Array<Promise<void>> = [];
@@ -70,8 +46,8 @@ describe('chaos: terminated backends', () => {
       forMs: INJECT_FOR_MS,
       random,
       until: async () => {
-        if (fleet?.deathNotice() !== undefined) return true; // fails in waitForDrain, with the stderr
-        remaining = TOTAL - (await db.count(`SELECT count(*) AS n FROM ${db.jobsTable} WHERE status = 'succeeded'`));
+        if (fleet.deathNotice() !== undefined) return true; // fails in waitForDrain, with the stderr
+        remaining = TOTAL - (await db.succeeded());
         return remaining < TOTAL * 0.1;
       },
       // Each round: two pool connections, and a LISTEN connection every other round on average.
@@ -83,17 +59,16 @@ describe('chaos: terminated backends', () => {
     await Promise.all(watches);
 
     // Every worker is listening again: /healthz says so and its LISTEN connection is in pg_stat_activity.
-    const listening = await pollUntil(
+    const listening = await waitFor(
       async () => {
-        const states = await Promise.all(fleet!.live().map((p) => healthz(p)));
+        const states = await Promise.all(fleet.live().map((p) => healthz(p)));
         if (!states.every((h) => h?.listening === true)) return false;
-        const apps = fleet!.live().map((p) => listenerApp(p.id));
+        const apps = fleet.live().map((p) => listenerApp(p.id));
         return (await db.count(`SELECT count(DISTINCT application_name) AS n FROM pg_stat_activity WHERE application_name = ANY($1)`, [apps])) === apps.length;
       },
       15_000,
       'every worker to be listening again',
-      100,
-      () => fleet?.deathNotice(),
+      { intervalMs: 100, retryOnError: true, abortIf: () => fleet.deathNotice() },
     ).then(
       () => Date.now(),
       () => undefined,
@@ -112,9 +87,7 @@ describe('chaos: terminated backends', () => {
     const faults = stats.pool + stats.listener;
     const bound = faults * CONCURRENCY;
     await delay(200);
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     const total = Date.now() - t0;
     const maxBack = stats.listenerReturnMs.length > 0 ? Math.max(...stats.listenerReturnMs) : 0;
     summary('backends', {
@@ -122,10 +95,7 @@ describe('chaos: terminated backends', () => {
       workers: WORKERS,
       concurrency: CONCURRENCY,
       terminated: `${faults} (pool=${stats.pool} busy=${stats.poolBusy} listener=${stats.listener})`,
-      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${bound}; unrecorded_results=${figures.unrecorded})`,
-      lost: figures.lost,
-      duplicates_succeeded: figures.duplicatesSucceeded,
-      double_claims: figures.doubleClaims,
+      ...ledgerSummary(figures, bound),
       lease_losses: leaseLosses,
       crashes: unexpected.length + crashes.length,
       listener_back_max: seconds(maxBack),

@@ -1,20 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type ChaosDb,
-  Injector,
-  Random,
-  WorkerFleet,
-  coreViolations,
-  crashAndRestart,
-  createChaosDb,
-  enqueueBulk,
-  ledgerFigures,
-  rescueTimes,
-  seconds,
-  seedFromEnv,
-  summary,
-  waitForDrain,
-} from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { Injector, coreViolations, crashAndRestart, enqueueBulk, ledgerFigures, ledgerSummary, rescueTimes, seconds, summary, useChaosScenario, waitForDrain } from './harness.js';
 
 /**
  * Worker processes are SIGKILLed at random while they drain a large queue, and restarted.
@@ -28,31 +13,11 @@ const LEASE_MS = 2000;
 const KILL_EVERY_MS = 2000;
 const MAX_KILLS = 12;
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.destroy();
-  await chaos?.drop();
-  fleet = undefined;
-  chaos = undefined;
-});
+const scenario = useChaosScenario('crash', { fleet: { workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS } });
 
 describe('chaos: worker crashes', () => {
   it(`SIGKILL a random worker every ~${KILL_EVERY_MS / 1000} s while ${WORKERS} workers drain ${TOTAL} jobs: none lost, re-executions bounded`, async () => {
-    const seed = seedFromEnv();
-    const random = new Random(seed);
-    const t0 = Date.now();
-    chaos = await createChaosDb('crash');
-    const db = chaos;
-    fleet = new WorkerFleet(db, {
-      workers: WORKERS,
-      concurrency: CONCURRENCY,
-      leaseMs: LEASE_MS,
-      reaperIntervalMs: 250,
-      pollIntervalMs: 250,
-    });
-    await fleet.start();
+    const { db, fleet, random, seed, t0 } = await scenario.start();
 
     const kills: Array<{ pid: number; at: number }> = [];
     let remaining = TOTAL;
@@ -63,8 +28,8 @@ describe('chaos: worker crashes', () => {
       random,
       // Kills near the very end would only measure the lease; stop while the queue is still busy.
       until: async () => {
-        if (fleet?.deathNotice() !== undefined) return true; // fails in waitForDrain, with the stderr
-        remaining = TOTAL - (await db.count(`SELECT count(*) AS n FROM ${db.jobsTable} WHERE status = 'succeeded'`));
+        if (fleet.deathNotice() !== undefined) return true; // fails in waitForDrain, with the stderr
+        remaining = TOTAL - (await db.succeeded());
         return remaining < TOTAL * 0.1;
       },
       action: crashAndRestart(fleet, random, kills),
@@ -83,9 +48,7 @@ describe('chaos: worker crashes', () => {
     // How long the jobs of a killed worker waited: lease expiry + reaper + claim.
     const rescues = await rescueTimes(db, kills);
     const rescueMax = rescues.length > 0 ? Math.max(...rescues) : 0;
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     const total = Date.now() - t0;
     summary('crash', {
       jobs: TOTAL,
@@ -93,10 +56,7 @@ describe('chaos: worker crashes', () => {
       concurrency: CONCURRENCY,
       kills: kills.length,
       processes: fleet.all.length,
-      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${bound}; unrecorded_results=${figures.unrecorded}; by_killed=${figures.supersededKilled} by_alive=${figures.supersededAlive})`,
-      lost: figures.lost,
-      duplicates_succeeded: figures.duplicatesSucceeded,
-      double_claims: figures.doubleClaims,
+      ...ledgerSummary(figures, bound, { byProcess: true }),
       rescued_within: `${seconds(rescueMax)} (lease ${seconds(LEASE_MS)})`,
       remaining_at_last_kill: remaining,
       drained_after_last_kill: seconds(drainedAt - lastKillAt),

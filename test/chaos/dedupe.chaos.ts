@@ -1,18 +1,7 @@
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  CHAOS_TASK,
-  type ChaosDb,
-  Sampler,
-  WorkerFleet,
-  checkoutClients,
-  createChaosDb,
-  formatStatuses,
-  pollUntil,
-  seconds,
-  statusCounts,
-  summary,
-} from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/wait.js';
+import { CHAOS_TASK, type ChaosDb, Sampler, checkoutClients, formatStatuses, seconds, statusCounts, summary, useChaosScenario } from './harness.js';
 
 /**
  * Idempotent enqueue under a real race: 64 callers, each in its own transaction on its own
@@ -38,20 +27,16 @@ const short = (i: Isolation): string => (i === 'READ COMMITTED' ? 'rc' : 'rr');
 type Outcome = { id: string; created: boolean; i: number } | { error: string; i: number };
 const isOk = (o: Outcome): o is { id: string; created: boolean; i: number } => 'id' in o;
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
 let racers: pg.Pool | undefined;
 let clients: pg.PoolClient[] = [];
 
-afterEach(async () => {
-  for (const c of clients) c.release(true);
-  clients = [];
-  await racers?.end();
-  await fleet?.destroy();
-  await chaos?.drop();
-  racers = undefined;
-  fleet = undefined;
-  chaos = undefined;
+const scenario = useChaosScenario('dedupe', {
+  cleanup: async () => {
+    for (const c of clients) c.release(true);
+    clients = [];
+    await racers?.end();
+    racers = undefined;
+  },
 });
 
 /**
@@ -82,9 +67,7 @@ async function raceRound(db: ChaosDb, isolation: Isolation, key: string, task: s
 
 describe('chaos: dedupe', () => {
   it(`${CALLERS} concurrent enqueues of one key in their own transactions: one job at a time per key, one id per job, no error`, async () => {
-    const t0 = Date.now();
-    chaos = await createChaosDb('dedupe');
-    const db = chaos;
+    const { db, t0 } = await scenario.start();
     racers = new pg.Pool({ connectionString: db.db.connectionString, max: CALLERS, application_name: 'chaos dedupe racer' });
     racers.on('error', () => undefined);
     clients = await checkoutClients(racers, CALLERS);
@@ -118,8 +101,7 @@ describe('chaos: dedupe', () => {
     // Phase workers: a worker completes the key's jobs while the callers race; one key per
     // isolation level, reused round after round, so a round may start while the last
     // round's job is still queued or running.
-    fleet = new WorkerFleet(db, { workers: 1, concurrency: 2, leaseMs: 5000, reaperIntervalMs: 500, pollIntervalMs: 100, queues: ['live'] });
-    await fleet.start();
+    const fleet = await scenario.startFleet({ workers: 1, concurrency: 2, leaseMs: 5000, reaperIntervalMs: 500, pollIntervalMs: 100, queues: ['live'] });
     const liveKeys = ISOLATIONS.map((i) => `live-${short(i)}`);
     let maxLive = 0;
     let overLimit = 0;
@@ -152,12 +134,11 @@ describe('chaos: dedupe', () => {
     } finally {
       await sampler.stop();
     }
-    await pollUntil(
+    await waitFor(
       async () => (await db.count(`SELECT count(*) AS n FROM ${db.jobsTable} WHERE queue = 'live' AND status <> 'succeeded'`)) === 0,
       30_000,
       'the live jobs to succeed',
-      100,
-      () => fleet?.deathNotice(),
+      { intervalMs: 100, retryOnError: true, abortIf: () => fleet.deathNotice() },
     ).catch(async (err: unknown) => {
       throw new Error(`${err instanceof Error ? err.message : String(err)}; jobs: ${formatStatuses(await statusCounts(db))}`);
     });
@@ -181,9 +162,7 @@ describe('chaos: dedupe', () => {
         problems.push(`${key}: ${jobIds.size} jobs, but ${created.length} callers were told they created one`);
       }
     }
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     const range = (xs: number[]): string => `${Math.min(...xs)}..${Math.max(...xs)}`;
     summary('dedupe', {
       rounds: `${ROUNDS * ISOLATIONS.length * 2} (rc:${ROUNDS} rr:${ROUNDS} rc+workers:${ROUNDS} rr+workers:${ROUNDS})`,

@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JobStore } from '../../src/db/jobstore.js';
-import { loadQueries } from '../../src/db/queries.js';
-import { type ChaosDb, type ChaosPayload, CHAOS_TASK, WorkerFleet, createChaosDb, pollUntil, processState, seconds, summary } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
+import { type ChaosPayload, CHAOS_TASK, processState, seconds, summary, useChaosScenario } from './harness.js';
 
 /**
  * A worker process freezes (SIGSTOP, as in a long GC pause or a suspended VM) while it runs
@@ -15,15 +15,7 @@ import { type ChaosDb, type ChaosPayload, CHAOS_TASK, WorkerFleet, createChaosDb
 const LEASE_MS = 1500;
 const RETRY_MS = 6000; // how long attempt 2 runs: the stale worker wakes up well within it
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.destroy(); // SIGKILL also ends a stopped process
-  await chaos?.drop();
-  fleet = undefined;
-  chaos = undefined;
-});
+const scenario = useChaosScenario('fencing'); // its afterEach SIGKILLs the workers, which also ends a stopped one
 
 interface JobRow {
   id: string;
@@ -39,12 +31,13 @@ interface JobRow {
 
 describe('chaos: fencing', () => {
   it('a frozen worker whose leases expired changes nothing when it wakes: complete, fail and heartbeat are all fenced', async () => {
-    const t0 = Date.now();
-    chaos = await createChaosDb('fencing');
-    const db = chaos;
-    const store = new JobStore(db.db.pool, loadQueries(db.db.schema));
-    fleet = new WorkerFleet(db, { workers: 2, concurrency: 3, leaseMs: LEASE_MS, reaperIntervalMs: 200, pollIntervalMs: 200 });
-    const dead = (): string | undefined => fleet?.deathNotice();
+    const { db, t0 } = await scenario.start();
+    const store = new JobStore(db.db.pool, db.db.schema);
+    const fleet = scenario.newFleet({ workers: 2, concurrency: 3, leaseMs: LEASE_MS, reaperIntervalMs: 200, pollIntervalMs: 200 });
+    // Waits on the workers: through connection errors, failing at once if a worker died.
+    const watched = { intervalMs: 50, retryOnError: true, abortIf: () => fleet.deathNotice() };
+    const runsOf = (attempt: number, pid: number): Promise<number> =>
+      db.count(`SELECT count(*) AS n FROM ${db.ledger} WHERE attempt = $1 AND pid = $2`, [attempt, pid]);
     const jobRows = async (): Promise<JobRow[]> =>
       db.rows<JobRow>(
         `SELECT id, status, attempts, lease_token, lease_expires_at, locked_by, last_error, run_at, finished_at FROM ${db.jobsTable} ORDER BY id`,
@@ -62,30 +55,18 @@ describe('chaos: fencing', () => {
       (['X', 'Y', 'Z'] as const).map((name) => ({ task: CHAOS_TASK, queue: 'fencing', payload: payloads[name], maxAttempts: 3 })),
     );
     const [x, y, z] = ids as [string, string, string];
-    await pollUntil(
-      async () => (await db.count(`SELECT count(*) AS n FROM ${db.ledger} WHERE attempt = 1 AND pid = $1`, [a.pid])) === 3,
-      20_000,
-      'worker A to start the three jobs',
-      50,
-      dead,
-    );
+    await waitFor(async () => (await runsOf(1, a.pid)) === 3, 20_000, 'worker A to start the three jobs', watched);
     const staleTokens = new Map((await jobRows()).map((r) => [r.id, r.lease_token ?? '']));
     expect([...staleTokens.values()].every((t) => t.length > 0)).toBe(true);
     expect((await jobRows()).every((r) => r.status === 'running' && r.locked_by === a.id && r.attempts === 1)).toBe(true);
 
     // X's handler stops its own process 800 ms in.
-    await pollUntil(async () => processState(a.pid) === 'T', 10_000, 'worker A to freeze', 20);
+    await waitFor(async () => processState(a.pid) === 'T', 10_000, 'worker A to freeze', { intervalMs: 20, retryOnError: true });
     const frozenAt = Date.now();
 
     // Worker B reaps the expired leases and runs attempt 2 of all three.
     const b = await fleet.spawn(1);
-    await pollUntil(
-      async () => (await db.count(`SELECT count(*) AS n FROM ${db.ledger} WHERE attempt = 2 AND pid = $1`, [b.pid])) === 3,
-      30_000,
-      'worker B to re-claim and start the three jobs',
-      50,
-      dead,
-    );
+    await waitFor(async () => (await runsOf(2, b.pid)) === 3, 30_000, 'worker B to re-claim and start the three jobs', watched);
     const reclaimedAt = Date.now();
     const held = await jobRows();
     expect(held.map((r) => [r.status, r.attempts, r.locked_by])).toEqual(Array(3).fill(['running', 2, b.id]));
@@ -98,8 +79,8 @@ describe('chaos: fencing', () => {
       for (const r of rowsNow) {
         const token = staleTokens.get(r.id) ?? '';
         probes += 4;
-        if (await store.complete(r.id, token)) applied += 1;
-        if ((await store.fail(r.id, token, 0, 'stale failure')) !== undefined) applied += 1;
+        if (await store.complete({ id: r.id, token })) applied += 1;
+        if ((await store.finishMany([{ id: r.id, token, ok: false, delayMs: 0, error: 'stale failure' }])).has(r.id)) applied += 1;
         if (!(await store.renew([{ id: r.id, token }], 3_600_000)).has(r.id)) applied += 1;
         if ((await store.handBack([{ id: r.id, token }])).size > 0) applied += 1;
       }
@@ -114,28 +95,27 @@ describe('chaos: fencing', () => {
     // Wake A: its complete (X), fail (Y) and heartbeat (Z) go out with the stale tokens.
     fleet.resume(a);
     const thawedAt = Date.now();
-    const losses = await pollUntil(
+    const losses = await waitFor(
       async () => {
-        const lines = fleet!.logs(a).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('lease lost'));
+        const lines = fleet.logs(a).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('lease lost'));
         return lines.length >= 3 ? lines : undefined;
       },
       15_000,
       'worker A to notice it lost all three leases',
-      50,
-      dead,
+      watched,
     );
     const detectedBy = new Map(losses.map((l) => [String(l.jobId), String(l.detectedBy)]));
     const afterThaw = await jobRows();
     expect(afterThaw.map(stable)).toEqual(held.map(stable)); // B still holds them, untouched
 
     // B finishes attempt 2: only its results stand.
-    await pollUntil(async () => (await jobRows()).every((r) => r.status === 'succeeded'), 30_000, 'worker B to complete the jobs', 100, dead);
+    await waitFor(async () => (await jobRows()).every((r) => r.status === 'succeeded'), 30_000, 'worker B to complete the jobs', { ...watched, intervalMs: 100 });
     const final = await jobRows();
     await probe(final);
     const bTokens = held.map((r) => ({ id: r.id, token: r.lease_token ?? '' }));
     for (const t of bTokens) {
       probes += 1;
-      if (await store.complete(t.id, t.token)) applied += 1; // the winner's token cannot complete twice
+      if (await store.complete(t)) applied += 1; // the winner's token cannot complete twice
     }
     const settled = await jobRows();
     expect(settled.map(stable)).toEqual(final.map(stable));
@@ -143,9 +123,7 @@ describe('chaos: fencing', () => {
       `SELECT job_id, attempt, pid, finished_at IS NOT NULL AS finished FROM ${db.ledger} ORDER BY job_id, attempt`,
     );
 
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     summary('fencing', {
       jobs: 3,
       lease: seconds(LEASE_MS),

@@ -1,21 +1,18 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Producer } from '../../src/index.js';
 import {
   type BackendKillStats,
   CHAOS_TASK,
-  type ChaosDb,
   Injector,
-  Random,
-  WorkerFleet,
   coreViolations,
   crashAndRestart,
-  createChaosDb,
   ledgerFigures,
+  ledgerSummary,
   seconds,
-  seedFromEnv,
   summary,
   terminateBackends,
+  useChaosScenario,
   waitForDrain,
 } from './harness.js';
 
@@ -33,39 +30,24 @@ const WORKERS = 4;
 const CONCURRENCY = 4;
 const LEASE_MS = 2000;
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.destroy();
-  await chaos?.drop();
-  fleet = undefined;
-  chaos = undefined;
-});
+const scenario = useChaosScenario('handoff', { fleet: { workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS } });
 
 describe('chaos: hand-offs', () => {
   it(`${PRODUCERS} producers hand single jobs to ${WORKERS} idle workers while listeners and pool connections are terminated and workers SIGKILLed: none lost, none run twice`, async () => {
-    const seed = seedFromEnv();
-    const random = new Random(seed);
-    const t0 = Date.now();
-    chaos = await createChaosDb('handoff');
-    const db = chaos;
-    fleet = new WorkerFleet(db, { workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS, reaperIntervalMs: 250, pollIntervalMs: 250 });
-    await fleet.start();
-    const current = fleet;
+    const { db, fleet, random, seed, t0 } = await scenario.start();
 
     const stats: BackendKillStats = { pool: 0, poolBusy: 0, listener: 0, listenerReturnMs: [], listenerNotBack: [] };
     const watches: Array<Promise<void>> = [];
     const kills: Array<{ pid: number; at: number }> = [];
     let enqueued = 0;
-    const producing = () => enqueued < TOTAL && current.deathNotice() === undefined;
+    const producing = () => enqueued < TOTAL && fleet.deathNotice() === undefined;
     const backendFaults = new Injector('handoff-backends', {
       everyMs: 700,
       random,
       until: () => !producing(),
-      action: terminateBackends(db, current, random, stats, { poolKills: 1, listenerKills: 1, listenerChance: 0.7 }, watches),
+      action: terminateBackends(db, fleet, random, stats, { poolKills: 1, listenerKills: 1, listenerChance: 0.7 }, watches),
     });
-    const crashes = new Injector('handoff-crash', { everyMs: 3000, maxFaults: 4, random, until: () => !producing(), action: crashAndRestart(current, random, kills) });
+    const crashes = new Injector('handoff-crash', { everyMs: 3000, maxFaults: 4, random, until: () => !producing(), action: crashAndRestart(fleet, random, kills) });
 
     // Single enqueue() calls (the hand-off path), a few ms apart, from several producers.
     const producers = Array.from({ length: PRODUCERS }, () => new Producer({ connectionString: db.db.connectionString, schema: db.db.schema, max: 2 }));
@@ -86,7 +68,7 @@ describe('chaos: hand-offs', () => {
     const lastFaultAt = Math.max(backendFaults.lastAt ?? 0, crashes.lastAt ?? 0) || Date.now();
     // A producer whose connection was terminated mid-call may not know whether its job went in.
     const inserted = await db.count(`SELECT count(*) AS n FROM ${db.jobsTable}`);
-    const drainedAt = await waitForDrain(db, inserted, 120_000, current);
+    const drainedAt = await waitForDrain(db, inserted, 120_000, fleet);
     // Hand-offs made, by every worker that has a waiter row (killed ones keep theirs).
     const handedOff = await db.count(`SELECT coalesce(sum(handed), 0) AS n FROM "${db.db.schema}".waiters`);
 
@@ -95,9 +77,7 @@ describe('chaos: hand-offs', () => {
       kills.map((k) => k.pid),
     );
     const bound = (kills.length + stats.pool + stats.listener) * CONCURRENCY;
-    const unexpected = current.describeUnexpectedExits();
-    const crashLines = current.crashLines();
-    const stops = await current.stopAll();
+    const { unexpected, crashes: crashLines, stops } = await fleet.finish();
     await Promise.all(producers.map((p) => p.close()));
     summary('handoff', {
       jobs: inserted,
@@ -107,10 +87,7 @@ describe('chaos: hand-offs', () => {
       handed_off: `${handedOff} (${Math.round((100 * handedOff) / Math.max(1, inserted))}%)`,
       enqueue_failures: failures.length,
       faults: `kills=${kills.length} pool=${stats.pool} listener=${stats.listener}`,
-      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${bound}; unrecorded_results=${figures.unrecorded})`,
-      lost: figures.lost,
-      duplicates_succeeded: figures.duplicatesSucceeded,
-      double_claims: figures.doubleClaims,
+      ...ledgerSummary(figures, bound),
       crashes: unexpected.length + crashLines.length,
       drained_after_last_fault: seconds(drainedAt - lastFaultAt),
       total: seconds(Date.now() - t0),

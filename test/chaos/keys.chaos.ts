@@ -1,20 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CHAOS_TASK,
-  type ChaosDb,
   Injector,
-  Random,
   Sampler,
-  WorkerFleet,
   coreViolations,
   crashAndRestart,
-  createChaosDb,
   ledgerFigures,
   maxOverlap,
   rescueTimes,
   seconds,
-  seedFromEnv,
   summary,
+  useChaosScenario,
   waitForDrain,
 } from './harness.js';
 
@@ -38,25 +34,11 @@ const CONCURRENCY = 8;
 const LEASE_MS = 2000;
 const KILLS = 2;
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.destroy();
-  await chaos?.drop();
-  fleet = undefined;
-  chaos = undefined;
-});
+const scenario = useChaosScenario('keys', { fleet: { workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS } });
 
 describe('chaos: concurrency keys', () => {
   it(`${KEYS} keys with limit ${LIMIT} on ${WORKERS} processes x ${CONCURRENCY}, ${KILLS} of them SIGKILLed: never over the limit, not serialised, all finish`, async () => {
-    const seed = seedFromEnv();
-    const random = new Random(seed);
-    const t0 = Date.now();
-    chaos = await createChaosDb('keys');
-    const db = chaos;
-    fleet = new WorkerFleet(db, { workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS, reaperIntervalMs: 250, pollIntervalMs: 250 });
-    await fleet.start();
+    const { db, fleet, random, seed, t0 } = await scenario.start();
 
     // Two thirds round robin over all keys (in claim order), the last third over the first
     // HOT keys only: once the others drain, those few keys have the free slots to themselves
@@ -95,7 +77,7 @@ describe('chaos: concurrency keys', () => {
       jitter: 0.3,
       maxFaults: KILLS,
       random,
-      until: () => fleet?.deathNotice() !== undefined,
+      until: () => fleet.deathNotice() !== undefined,
       action: crashAndRestart(fleet, random, kills),
     });
     await killer.done;
@@ -135,9 +117,7 @@ describe('chaos: concurrency keys', () => {
     );
     const rescues = await rescueTimes(db, kills);
     const rescueMax = rescues.length > 0 ? Math.max(...rescues) : 0;
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     summary('keys', {
       jobs: TOTAL,
       keys: KEYS,

@@ -1,18 +1,6 @@
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  type ChaosDb,
-  WorkerFleet,
-  coreViolations,
-  createChaosDb,
-  enqueueBulk,
-  ledgerFigures,
-  listenerApp,
-  pollUntil,
-  seconds,
-  serverControl,
-  summary,
-  waitForDrain,
-} from './harness.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/wait.js';
+import { coreViolations, enqueueBulk, ledgerFigures, ledgerSummary, listenerApp, seconds, serverControl, summary, useChaosScenario, waitForDrain } from './harness.js';
 
 /**
  * PostgreSQL itself restarts (pg_ctlcluster restart, fast mode: every connection is cut)
@@ -26,15 +14,9 @@ const LEASE_MS = 2000;
 const RESTART_AT = 0.3; // fraction of the jobs done when the server restarts
 
 const control = serverControl();
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.destroy();
-  await control.ensureUp();
-  await chaos?.drop();
-  fleet = undefined;
-  chaos = undefined;
+const scenario = useChaosScenario('restart', {
+  fleet: { workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS },
+  cleanup: () => control.ensureUp(), // after the fleet is killed, before the schema is dropped
 });
 
 afterAll(async () => {
@@ -48,21 +30,13 @@ describe('chaos: server restart', () => {
       ctx.skip();
       return;
     }
-    const t0 = Date.now();
-    chaos = await createChaosDb('restart');
-    const db = chaos;
-    fleet = new WorkerFleet(db, {
-      workers: WORKERS,
-      concurrency: CONCURRENCY,
-      leaseMs: LEASE_MS,
-      reaperIntervalMs: 250,
-      pollIntervalMs: 250,
-    });
-    await fleet.start();
+    const { db, fleet, t0 } = await scenario.start();
     await enqueueBulk(db, TOTAL, (i) => ({ ms: 2 + (i % 4), tx: i % 2 === 0 }), { batch: 2000 });
 
-    const succeeded = (): Promise<number> => db.count(`SELECT count(*) AS n FROM ${db.jobsTable} WHERE status = 'succeeded'`);
-    await pollUntil(async () => (await succeeded()) >= TOTAL * RESTART_AT, 120_000, `${RESTART_AT * 100}% of the jobs to succeed`, 100);
+    await waitFor(async () => (await db.succeeded()) >= TOTAL * RESTART_AT, 120_000, `${RESTART_AT * 100}% of the jobs to succeed`, {
+      intervalMs: 100,
+      retryOnError: true,
+    });
     const [before] = await db.rows<{ done: string; running: string }>(
       `SELECT count(*) FILTER (WHERE status = 'succeeded') AS done, count(*) FILTER (WHERE status = 'running') AS running FROM ${db.jobsTable}`,
     );
@@ -74,7 +48,7 @@ describe('chaos: server restart', () => {
     const restartedAt = Date.now();
 
     // Every worker's LISTEN connection comes back (watched while the queue drains).
-    const listening = pollUntil(
+    const listening = waitFor(
       async () =>
         (await db.count(`SELECT count(DISTINCT application_name) AS n FROM pg_stat_activity WHERE application_name = ANY($1) AND pid <> ALL($2::int[])`, [
           apps,
@@ -84,20 +58,18 @@ describe('chaos: server restart', () => {
           : undefined,
       30_000,
       'every worker to LISTEN again',
-      50,
+      { intervalMs: 50, retryOnError: true },
     ).catch(() => undefined);
     // Processing resumes on its own: jobs succeed after the server is back.
-    const dead = (): string | undefined => fleet?.deathNotice();
-    const baseline = await pollUntil(async () => succeeded(), 30_000, 'the server to answer again', 50, dead);
-    const resumedAt = await pollUntil(async () => ((await succeeded()) > baseline ? Date.now() : undefined), 60_000, 'processing to resume', 50, dead);
+    const throughOutage = { intervalMs: 50, retryOnError: true, abortIf: () => fleet.deathNotice() };
+    const baseline = await waitFor(() => db.succeeded(), 30_000, 'the server to answer again', throughOutage);
+    const resumedAt = await waitFor(async () => ((await db.succeeded()) > baseline ? Date.now() : undefined), 60_000, 'processing to resume', throughOutage);
     const drainedAt = await waitForDrain(db, TOTAL, 120_000, fleet);
     const listeningAt = await listening;
 
     const figures = await ledgerFigures(db, []);
     const bound = WORKERS * CONCURRENCY; // at most the jobs running when the server went away
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     summary('restart', {
       jobs: TOTAL,
       workers: WORKERS,
@@ -107,10 +79,7 @@ describe('chaos: server restart', () => {
       restart_took: seconds(restartMs),
       resumed_after: seconds(resumedAt - restartedAt),
       listening_after: listeningAt === undefined ? 'never' : seconds(listeningAt - restartedAt),
-      reexecutions: `${figures.reexecutions} (interrupted=${figures.interrupted} bound ${bound}; unrecorded_results=${figures.unrecorded})`,
-      lost: figures.lost,
-      duplicates_succeeded: figures.duplicatesSucceeded,
-      double_claims: figures.doubleClaims,
+      ...ledgerSummary(figures, bound),
       crashes: unexpected.length + crashes.length,
       drained_after_restart: seconds(drainedAt - restartedAt),
       total: seconds(Date.now() - t0),

@@ -1,17 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ticketTablesSql } from '../../workers/buy-ticket.js';
-import {
-  type ChaosDb,
-  Random,
-  WorkerFleet,
-  createChaosDb,
-  pollUntil,
-  seconds,
-  seedFromEnv,
-  summary,
-  waitForDrain,
-} from './harness.js';
+import { waitFor } from '../helpers/wait.js';
+import { seconds, summary, useChaosScenario, waitForDrain } from './harness.js';
 
 /**
  * The ticket example (workers/buy-ticket.ts) under crashes: 600 purchase jobs for 5 events
@@ -31,48 +22,33 @@ const CONCURRENCY = 6;
 const LEASE_MS = 2000;
 const KILL_EVERY_MS = 2000;
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
-
-afterEach(async () => {
-  await fleet?.destroy();
-  await chaos?.drop();
-  fleet = undefined;
-  chaos = undefined;
-});
+const scenario = useChaosScenario('tickets');
 
 describe('chaos: tickets', () => {
   it(`${PURCHASES} purchases of ${EVENTS} events x ${CAPACITY} seats while workers are SIGKILLed: never oversold, each decided exactly once`, async () => {
-    const seed = seedFromEnv();
-    const random = new Random(seed);
-    const t0 = Date.now();
-    chaos = await createChaosDb('tickets');
-    const db = chaos;
+    const { db, random, seed, t0 } = await scenario.start();
     const ts = db.db.schema; // the tickets tables live in the scenario's own schema, dropped with it
     await db.db.pool.query(ticketTablesSql(ts));
     await db.db.pool.query(`INSERT INTO ${ts}.events (id, capacity) SELECT g, $1 FROM generate_series(1, $2) AS g`, [CAPACITY, EVENTS]);
-    fleet = new WorkerFleet(db, {
+    const fleet = await scenario.startFleet({
       workers: WORKERS,
       concurrency: CONCURRENCY,
       leaseMs: LEASE_MS,
-      reaperIntervalMs: 250,
-      pollIntervalMs: 250,
       queues: ['tickets'],
       extraArgs: ['--tasks', 'workers'], // overrides the chaos tasks: the repo's handlers, buy-ticket among them
     });
-    await fleet.start();
 
     // Every other batch, a worker is SIGKILLed while it holds purchases (the one holding the
     // most, as the jobs table says), and restarted: its open transactions roll back, and its
     // jobs come back when their leases expire.
     const kills: Array<{ pid: number; at: number; holding: number }> = [];
     const killBusy = async (): Promise<void> => {
-      const busy = await pollUntil(
+      const busy = await waitFor(
         async () => {
           const rows = await db.rows<{ locked_by: string; n: number }>(
             `SELECT locked_by, count(*)::int AS n FROM ${db.jobsTable} WHERE status = 'running' GROUP BY locked_by ORDER BY n DESC`,
           );
-          const live = fleet?.live() ?? [];
+          const live = fleet.live();
           for (const r of rows) {
             const proc = live.find((p) => p.id === r.locked_by);
             if (proc) return { proc };
@@ -81,10 +57,10 @@ describe('chaos: tickets', () => {
         },
         300,
         'a worker holding purchases',
-        5,
+        { intervalMs: 5, retryOnError: true },
       ).catch(() => undefined);
-      const victim = busy?.proc ?? random.pick(fleet?.live() ?? []);
-      if (!victim || !fleet) return;
+      const victim = busy?.proc ?? random.pick(fleet.live());
+      if (!victim) return;
       await fleet.kill(victim, 'SIGKILL');
       // What it held at its death (running or buffered): frozen until its leases expire.
       const [held] = await db.rows<{ n: number }>(
@@ -138,9 +114,7 @@ describe('chaos: tickets', () => {
     const sold = perEvent.reduce((n, e) => n + e.sold, 0);
     const refused = perEvent.reduce((n, e) => n + e.refused, 0);
     const oversold = perEvent.filter((e) => e.sold > e.capacity || e.tickets > e.capacity);
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     summary('tickets', {
       events: EVENTS,
       capacity: CAPACITY,

@@ -1,20 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TransitionResult } from '../../src/producer/producer.js';
-import {
-  type ChaosDb,
-  Random,
-  WorkerFleet,
-  checkoutClients,
-  createChaosDb,
-  formatStatuses,
-  pollUntil,
-  seconds,
-  seedFromEnv,
-  statusCounts,
-  summary,
-} from './harness.js';
+import { waitFor } from '../helpers/wait.js';
+import { checkoutClients, formatStatuses, seconds, statusCounts, summary, useChaosScenario } from './harness.js';
 import type { ChaosScriptPayload } from './tasks/chaos-script.js';
 
 /**
@@ -46,28 +35,20 @@ const BATCH_JOBS = 4; // jobs per gated race: up to 16 racing connections
 const TASK = 'chaos-script';
 const QUEUE = 'tr';
 
-let chaos: ChaosDb | undefined;
-let fleet: WorkerFleet | undefined;
 let racers: pg.Pool | undefined;
 
-afterEach(async () => {
-  await racers?.end();
-  await fleet?.destroy();
-  await chaos?.drop();
-  racers = undefined;
-  fleet = undefined;
-  chaos = undefined;
+const scenario = useChaosScenario('transitions', {
+  cleanup: async () => {
+    await racers?.end();
+    racers = undefined;
+  },
 });
 
 type Op = 'cancel' | 'retry';
 
 describe('chaos: transitions', () => {
   it('cancel/cancel, cancel/complete and retry/retry raced on hundreds of jobs: one winner each, end states agree', async () => {
-    const seed = seedFromEnv();
-    const random = new Random(seed);
-    const t0 = Date.now();
-    chaos = await createChaosDb('transitions');
-    const db = chaos;
+    const { db, random, seed, t0 } = await scenario.start();
     const racerName = `chaos racer ${db.db.schema}`;
     // The racing connections are opened once and kept (the server is shared: a connection
     // opened mid-race could find no slot free).
@@ -75,17 +56,9 @@ describe('chaos: transitions', () => {
     racers.on('error', () => undefined);
     const pool = racers;
     for (const c of await checkoutClients(pool, 4 * BATCH_JOBS)) c.release();
-    fleet = new WorkerFleet(db, {
-      workers: WORKERS,
-      concurrency: CONCURRENCY,
-      leaseMs: LEASE_MS,
-      reaperIntervalMs: 250,
-      pollIntervalMs: 250,
-      queues: [QUEUE],
-      logLevel: 'info',
-    });
-    await fleet.start();
-    const dead = (): string | undefined => fleet?.deathNotice();
+    const fleet = await scenario.startFleet({ workers: WORKERS, concurrency: CONCURRENCY, leaseMs: LEASE_MS, queues: [QUEUE], logLevel: 'info' });
+    // Waits on the workers: through connection errors, failing at once if a worker died.
+    const watched = { intervalMs: 50, retryOnError: true, abortIf: () => fleet.deathNotice() };
     const enqueue = async (n: number, payload: (i: number) => ChaosScriptPayload, extra: { runAt?: Date; maxAttempts?: number } = {}) =>
       (
         await db.producer.enqueueMany(
@@ -115,13 +88,13 @@ describe('chaos: transitions', () => {
           await gate.query('BEGIN');
           await gate.query(`SELECT 1 FROM ${db.jobsTable} WHERE id = ANY ($1::bigint[]) FOR UPDATE`, [batch]);
           const results = Promise.allSettled(plan.map((id, k) => call(op, id, clients[k])));
-          await pollUntil(
+          await waitFor(
             async () =>
               (await db.count(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [racerName])) ===
               plan.length,
             10_000,
             `${plan.length} ${op} calls to wait on the gate`,
-            5,
+            { intervalMs: 5, retryOnError: true },
           );
           await gate.query('COMMIT');
           gateOpen = false;
@@ -167,18 +140,17 @@ describe('chaos: transitions', () => {
 
     // 2. cancel/cancel on running jobs: one per worker slot, sleeping a minute.
     const running = await enqueue(RUNNING, () => ({ ms: 60_000, msAgain: 10, tx: true }));
-    await pollUntil(
+    await waitFor(
       async () => (await db.count(`SELECT count(*) AS n FROM ${db.ledger} WHERE job_id = ANY ($1::bigint[])`, [running])) === RUNNING,
       20_000,
       `the ${RUNNING} long jobs to run`,
-      50,
-      dead,
+      watched,
     );
     const cancelRunning = await gatedRace('cancel', running);
     expectOneWinner('cancel/cancel running', cancelRunning, running, ['running'], ['cancelled']);
     const abortedLog = (): number =>
-      (fleet?.all ?? []).reduce((n, p) => n + (fleet?.logs(p).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('job cancelled while running')).length ?? 0), 0);
-    await pollUntil(async () => abortedLog() >= RUNNING, 10_000, 'the workers to abort the cancelled runs', 50, dead);
+      fleet.all.reduce((n, p) => n + fleet.logs(p).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('job cancelled while running')).length, 0);
+    await waitFor(async () => abortedLog() >= RUNNING, 10_000, 'the workers to abort the cancelled runs', watched);
 
     // 3. cancel/complete: short jobs arrive in batches; each gets a burst of 2-3 concurrent
     // cancels, either at once (queued) or at a random moment around its run.
@@ -218,7 +190,7 @@ describe('chaos: transitions', () => {
           const gone = await statusOf(pending.filter((id) => !scheduled.has(id)));
           for (const [id, s] of gone) if (s === 'cancelled' && cancels.has(id)) scheduled.add(id);
         }
-        if (dead() !== undefined) return;
+        if (fleet.deathNotice() !== undefined) return;
         await delay(3);
       }
     })();
@@ -239,12 +211,11 @@ describe('chaos: transitions', () => {
     }
     await watching;
     // Jobs whose immediate burst lost the race to the claim were scheduled by the watcher too.
-    await pollUntil(
+    await waitFor(
       async () => (await db.count(`SELECT count(*) AS n FROM ${db.jobsTable} WHERE id = ANY ($1::bigint[]) AND status IN ('queued', 'running')`, [completing])) === 0,
       20_000,
       'the cancel/complete jobs to finish',
-      50,
-      dead,
+      watched,
     );
     await Promise.all(bursts);
 
@@ -291,12 +262,11 @@ describe('chaos: transitions', () => {
 
     // 4. retry/retry: failed jobs (first execution throws, one attempt) and every cancelled job above.
     const failing = await enqueue(FAILING, () => ({ failFirst: true, tx: true }), { maxAttempts: 1 });
-    await pollUntil(
+    await waitFor(
       async () => (await db.count(`SELECT count(*) AS n FROM ${db.jobsTable} WHERE id = ANY ($1::bigint[]) AND status = 'failed'`, [failing])) === FAILING,
       20_000,
       'the failing jobs to fail',
-      50,
-      dead,
+      watched,
     );
     const before = await statusOf([...queued, ...running, ...completing, ...failing]);
     const retried = [...before].filter(([, s]) => s === 'failed' || s === 'cancelled').map(([id]) => id);
@@ -307,12 +277,11 @@ describe('chaos: transitions', () => {
       if (won.length === 1 && won[0]?.previous !== before.get(id)) problems.push(`retry/retry ${id}: the winner saw ${won[0]?.previous}, was ${before.get(id)}`);
     }
     expectOneWinner('retry/retry', retries, retried, ['failed', 'cancelled'], ['queued', 'running', 'succeeded']);
-    await pollUntil(
+    await waitFor(
       async () => (await db.count(`SELECT count(*) AS n FROM ${db.jobsTable} WHERE id = ANY ($1::bigint[]) AND status <> 'succeeded'`, [retried])) === 0,
       30_000,
       'the retried jobs to run again and succeed',
-      100,
-      dead,
+      { ...watched, intervalMs: 100 },
     ).catch(async (err: unknown) => {
       throw new Error(`${err instanceof Error ? err.message : String(err)}; jobs: ${formatStatuses(await statusCounts(db))}`);
     });
@@ -346,12 +315,10 @@ describe('chaos: transitions', () => {
     );
     const notToldCancelled: string[] = [];
     for (const id of stoppedByCancel.filter((x) => !abortedIds.has(x)).slice(0, 3)) {
-      const lines = fleet.all.flatMap((p) => fleet?.logs(p).filter((l) => String(l.jobId) === id).map((l) => `${p.id}: ${String(l.msg)} ${JSON.stringify(l.detectedBy ?? l.state ?? '')}`) ?? []);
+      const lines = fleet.all.flatMap((p) => fleet.logs(p).filter((l) => String(l.jobId) === id).map((l) => `${p.id}: ${String(l.msg)} ${JSON.stringify(l.detectedBy ?? l.state ?? '')}`));
       notToldCancelled.push(`job ${id}: ${lines.join(' | ') || '(no log lines)'}`);
     }
-    const unexpected = fleet.describeUnexpectedExits();
-    const crashes = fleet.crashLines();
-    const stops = await fleet.stopAll();
+    const { unexpected, crashes, stops } = await fleet.finish();
     const cq = tally(cancelQueued);
     const cr = tally(cancelRunning);
     const cc = tally(cancels);

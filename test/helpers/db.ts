@@ -15,11 +15,13 @@ export interface TestSchema {
   drop(): Promise<void>;
 }
 
-/** A fresh, migrated schema of its own for one test file (name t_<prefix>_<random>). */
-export async function createTestSchema(prefix: string, options: { migrate?: boolean; max?: number } = {}): Promise<TestSchema> {
+/**
+ * A schema name of its own for one test file (t_<prefix>_<random>) and a pool; nothing is
+ * created on the server yet (see createTestSchema, useTestSchema).
+ */
+export function newTestSchema(prefix: string, options: { max?: number } = {}): TestSchema {
   const schema = `t_${prefix}_${randomBytes(4).toString('hex')}`;
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max: options.max ?? 10 });
-  if (options.migrate ?? true) await migrate(pool, schema);
   return {
     schema,
     pool,
@@ -34,13 +36,9 @@ export async function createTestSchema(prefix: string, options: { migrate?: bool
   };
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or throws after timeoutMs. */
-export async function waitFor<T>(check: () => Promise<T | undefined | false>, timeoutMs = 30_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** A fresh, migrated schema of its own for one test file (name t_<prefix>_<random>). */
+export async function createTestSchema(prefix: string, options: { migrate?: boolean; max?: number } = {}): Promise<TestSchema> {
+  const db = newTestSchema(prefix, options);
+  if (options.migrate ?? true) await migrate(db.pool, db.schema);
+  return db;
 }

@@ -1,0 +1,214 @@
+/**
+ * The shapes of a job, from the producer's input to the row an operator reads. Every layer
+ * (producer, store, worker, CLI) takes its job types from here:
+ *
+ *   JobSpec ──normalizeJob──▶ NormalizedJob ──insert──▶ row ──claim / hand-off──▶ ClaimedJob
+ *   (what a caller asks for)  (statement values)              (what a handler sees: Job)
+ *
+ * and JobRecord is the whole row, as `jobs show` and getJob() return it.
+ */
+
+/** Options of one enqueued job. */
+export interface JobOptions {
+  /** Queue name (default "default"). */
+  queue?: string;
+  /** Lower runs first (default 0); a 32-bit integer. */
+  priority?: number;
+  /** When the job may run: a Date or an ISO 8601 text. Exclusive with delay. */
+  runAt?: Date | string;
+  /** Run no sooner than this long after enqueue, by the database clock: ms or "30s", "5m". */
+  delay?: number | string;
+  /** Attempts before the job is failed (default 25). */
+  maxAttempts?: number;
+  /**
+   * Idempotency key: while a job with this key is queued or running, enqueueing the key
+   * again returns that job's id (created: false) and inserts nothing.
+   */
+  dedupeKey?: string;
+  /** At most concurrencyLimit jobs with this key run at once, across all workers. */
+  concurrencyKey?: string;
+  /** With concurrencyKey: how many may run at once (default 1). */
+  concurrencyLimit?: number;
+  /** Run time limit for this job (ms or "30s"); overrides the task's timeout. */
+  timeout?: number | string;
+}
+
+/** One job as a caller asks for it (enqueue, bulk enqueue, a line of `enqueue --stdin`). */
+export interface JobSpec extends JobOptions {
+  task: string;
+  payload?: unknown;
+}
+
+/** A checked job, ready for the enqueue statement's arrays (see normalizeJob). */
+export interface NormalizedJob {
+  queue: string;
+  task: string;
+  /** JSON text. */
+  payload: string;
+  priority: number;
+  runAt: Date | null;
+  delayMs: number;
+  maxAttempts: number;
+  dedupeKey: string | null;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  timeoutMs: number | null;
+}
+
+/** A claimed job as a handler sees it (ctx.job). */
+export interface Job<P = unknown> {
+  readonly id: string;
+  readonly queue: string;
+  readonly task: string;
+  readonly payload: P;
+  readonly priority: number;
+  readonly runAt: Date;
+  /** 1 on the first run, 2 on the first retry, ... */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly createdAt: Date;
+  readonly startedAt: Date;
+  /** This job's own time limit in ms, if it has one. */
+  readonly timeoutMs: number | null;
+  readonly dedupeKey: string | null;
+  readonly concurrencyKey: string | null;
+}
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** A whole row of the jobs table (getJob, `skiplock jobs show`). */
+export interface JobRecord {
+  id: string;
+  queue: string;
+  task: string;
+  payload: unknown;
+  status: JobStatus;
+  priority: number;
+  run_at: Date;
+  attempts: number;
+  max_attempts: number;
+  lease_expires_at: Date | null;
+  locked_by: string | null;
+  last_error: string | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  dedupe_key: string | null;
+  concurrency_key: string | null;
+  concurrency_limit: number | null;
+  timeout_ms: number | null;
+}
+
+/**
+ * A claimed row as the database sends it, made by the one SQL function
+ * sql/functions/claimed_job.sql for the claim, the hand-off (as JSON) and the adoption of
+ * lost hand-offs alike; its columns are these fields. Times are epoch milliseconds by the
+ * database clock.
+ */
+export interface ClaimedRow {
+  id: string;
+  queue: string;
+  task: string;
+  payload: unknown;
+  priority: number;
+  attempt: number;
+  maxAttempts: number;
+  /** The claim's lease token: every later write of the job must match it. */
+  token: string;
+  timeoutMs: number | null;
+  dedupeKey: string | null;
+  concurrencyKey: string | null;
+  runAtMs: number;
+  createdAtMs: number;
+  startedAtMs: number;
+}
+
+/** A job this worker holds a claim on: the handler's Job plus the claim's fencing token. */
+export class ClaimedJob implements Job {
+  readonly id: string;
+  readonly queue: string;
+  readonly task: string;
+  readonly payload: unknown;
+  readonly priority: number;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly token: string;
+  readonly timeoutMs: number | null;
+  readonly dedupeKey: string | null;
+  readonly concurrencyKey: string | null;
+  readonly runAtMs: number;
+  readonly createdAtMs: number;
+  readonly startedAtMs: number;
+  // Dates are made on first use: a busy worker's handlers rarely read them.
+  private dates: { runAt: Date; createdAt: Date; startedAt: Date } | undefined;
+
+  constructor(row: ClaimedRow) {
+    this.id = row.id;
+    this.queue = row.queue;
+    this.task = row.task;
+    this.payload = row.payload;
+    this.priority = row.priority;
+    this.attempt = row.attempt;
+    this.maxAttempts = row.maxAttempts;
+    this.token = row.token;
+    this.timeoutMs = row.timeoutMs;
+    this.dedupeKey = row.dedupeKey;
+    this.concurrencyKey = row.concurrencyKey;
+    this.runAtMs = row.runAtMs;
+    this.createdAtMs = row.createdAtMs;
+    this.startedAtMs = row.startedAtMs;
+  }
+
+  private get times(): { runAt: Date; createdAt: Date; startedAt: Date } {
+    this.dates ??= { runAt: new Date(this.runAtMs), createdAt: new Date(this.createdAtMs), startedAt: new Date(this.startedAtMs) };
+    return this.dates;
+  }
+
+  get runAt(): Date {
+    return this.times.runAt;
+  }
+
+  get createdAt(): Date {
+    return this.times.createdAt;
+  }
+
+  get startedAt(): Date {
+    return this.times.startedAt;
+  }
+
+  /** The job as a handler's plain object (for JSON and logs): no token. */
+  toJSON(): Job {
+    const { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey } = this;
+    return { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey };
+  }
+}
+
+const isText = (v: unknown): v is string => typeof v === 'string';
+const isNumber = (v: unknown): v is number => typeof v === 'number';
+const isTextOrNull = (v: unknown): boolean => v === null || isText(v);
+
+/**
+ * A claimed row received from outside the claim statement (a hand-off notification), checked
+ * field by field; undefined when the value is not one.
+ */
+export function parseClaimedRow(value: unknown): ClaimedJob | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const r = value as Record<keyof ClaimedRow, unknown>;
+  const ok =
+    isText(r.id) &&
+    /^\d{1,19}$/.test(r.id) &&
+    isText(r.queue) &&
+    isText(r.task) &&
+    'payload' in r &&
+    isNumber(r.priority) &&
+    isNumber(r.attempt) &&
+    isNumber(r.maxAttempts) &&
+    isText(r.token) &&
+    (r.timeoutMs === null || isNumber(r.timeoutMs)) &&
+    isTextOrNull(r.dedupeKey) &&
+    isTextOrNull(r.concurrencyKey) &&
+    isNumber(r.runAtMs) &&
+    isNumber(r.createdAtMs) &&
+    isNumber(r.startedAtMs);
+  return ok ? new ClaimedJob(r as ClaimedRow) : undefined;
+}

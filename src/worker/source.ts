@@ -1,0 +1,183 @@
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { channelFor } from '../config.js';
+import type { JobStore } from '../db/jobstore.js';
+import type { ClaimedJob } from '../job.js';
+import { Periodic } from '../maintenance/periodic.js';
+import { Listener } from '../notifications/listener.js';
+import type { Metrics } from '../observability/metrics.js';
+import { Handoff } from './handoff.js';
+import type { Intake } from './intake.js';
+import type { WorkerConfig } from './options.js';
+
+export interface JobSourceOptions {
+  store: JobStore;
+  config: WorkerConfig;
+  /** Connection settings of the LISTEN connection (when config.listen). */
+  connection: pg.ClientConfig;
+  intake: Intake;
+  logger: Logger;
+  metrics: Metrics;
+  /** One line for a database error, without secrets. */
+  describe(err: unknown): string;
+}
+
+/**
+ * Where a worker's jobs come from: the one seam both ways of getting a job feed. Claims run
+ * one round at a time (a request during a round starts another), woken by NOTIFY on the
+ * schema's channel, by the worker when capacity grows, and by a fallback poll. When a
+ * round finds nothing more to claim, the free slots are offered for direct hand-off
+ * (handoff.ts); jobs handed over arrive on the worker's own channel. Either way they reach
+ * the worker through one call, intake.accept(). With hand-off off (or no listener), the
+ * rest works the same.
+ */
+export class JobSource {
+  private readonly poller: Periodic;
+  private readonly listener: Listener | undefined;
+  private readonly handoff: Handoff | undefined;
+  private running = false;
+  private fetching: Promise<void> | undefined;
+  private fetchAgain = false;
+  /** True while there may be due jobs not taken (the last claim was full, or a wake-up came). */
+  private moreMayBeWaiting = true;
+
+  constructor(private readonly options: JobSourceOptions) {
+    const { config, store, logger, metrics, describe, intake } = options;
+    // The fallback poll: for jobs whose run_at has come, and wake-ups missed while reconnecting.
+    this.poller = new Periodic(config.pollMs, async () => this.wake(), (err) => logger.error({ err: describe(err) }, 'poll failed'), 0.1);
+    if (config.handoff) {
+      this.handoff = new Handoff({
+        store,
+        workerId: config.id,
+        channel: `skiplock_w_${randomBytes(8).toString('hex')}`,
+        tasks: config.taskNames,
+        queues: config.queues,
+        leaseMs: config.leaseMs,
+        ttlMs: config.handoffTtlMs,
+        logger,
+        describe,
+        intake,
+      });
+    }
+    if (!config.listen) return;
+    const handoff = this.handoff;
+    this.listener = new Listener({
+      connection: { ...options.connection, application_name: `skiplock listener ${config.id}`.slice(0, 63) },
+      channel: channelFor(config.schema),
+      logger,
+      onNotify: () => {
+        metrics.notifications.inc();
+        this.wake();
+      },
+      onReconnect: () => {
+        metrics.notifyReconnects.inc();
+        handoff?.listenerBack();
+        this.wake();
+      },
+      onLost: () => handoff?.listenerLost(),
+      handoff: handoff && {
+        channel: handoff.channel,
+        onPayload: (text) => {
+          const job = handoff.accept(text);
+          if (job === undefined) return;
+          metrics.handoffs.inc();
+          intake.accept([job]);
+        },
+      },
+    });
+  }
+
+  /** Whether the LISTEN connection is up (null: the worker does not listen). */
+  get listening(): boolean | null {
+    return this.listener ? this.listener.isConnected : null;
+  }
+
+  /** Connects the listener (throws when it cannot). */
+  async connect(): Promise<void> {
+    await this.listener?.start();
+  }
+
+  /** Starts claiming: a first round now, then on wake-ups and polls. */
+  start(): void {
+    this.running = true;
+    this.handoff?.start();
+    this.poller.start();
+    this.request();
+  }
+
+  /**
+   * Capacity grew (a slot or buffer room freed, results written): claim while due jobs may
+   * be waiting, else offer the free slots for hand-offs.
+   */
+  request(): void {
+    if (!this.running) return;
+    if (!this.moreMayBeWaiting) {
+      if (this.fetching === undefined) this.handoff?.offer();
+    } else if (this.fetching !== undefined) {
+      this.fetchAgain = true;
+    } else if (this.options.intake.wanted() > 0) {
+      this.fetching = this.fetchLoop().finally(() => this.roundDone());
+    }
+  }
+
+  /** Every slot is taken: no hand-offs for now. */
+  full(): void {
+    this.handoff?.withdraw();
+  }
+
+  /** Stops claiming and listening; takes the hand-off offer back. Resolves when no claim runs. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.poller.stop();
+    // No more hand-offs; any still on their way are handed back by the worker as they arrive.
+    await this.handoff?.close();
+    await this.listener?.stop();
+    await this.fetching;
+  }
+
+  /** Shutdown, once nothing more is claimed: jobs handed to this worker whose notification never came go back. */
+  async handBackUnknown(): Promise<void> {
+    await this.handoff?.handBackUnknown().catch((err: unknown) =>
+      this.options.logger.warn({ err: this.options.describe(err) }, 'could not check for hand-offs that never arrived'),
+    );
+  }
+
+  /** A wake-up (NOTIFY, reconnect, poll): there may be due jobs. */
+  private wake(): void {
+    this.moreMayBeWaiting = true;
+    this.request();
+  }
+
+  private roundDone(): void {
+    this.fetching = undefined;
+    // A request that came after the loop's last check and before this point would be lost.
+    if (this.fetchAgain) {
+      this.fetchAgain = false;
+      this.request();
+    } else if (!this.moreMayBeWaiting) {
+      // Nothing more to claim: offer the free slots for hand-offs.
+      this.handoff?.offer();
+    }
+  }
+
+  /** Claim rounds while the worker wants jobs and the last round came back full. */
+  private async fetchLoop(): Promise<void> {
+    const { store, config, intake, metrics, logger, describe } = this.options;
+    do {
+      this.fetchAgain = false;
+      const limit = intake.wanted();
+      if (!this.running || limit <= 0) return;
+      let claimed: ClaimedJob[];
+      try {
+        claimed = await store.claim({ tasks: config.taskNames, queues: config.queues, limit, leaseMs: config.leaseMs, workerId: config.id });
+      } catch (err) {
+        logger.warn({ err: describe(err) }, 'claim failed; will retry at the next poll');
+        return;
+      }
+      metrics.claims.inc({ result: claimed.length > 0 ? 'jobs' : 'empty' });
+      this.moreMayBeWaiting = claimed.length === limit;
+      if (claimed.length > 0) intake.accept(claimed);
+    } while (this.fetchAgain || (this.moreMayBeWaiting && intake.wanted() > 0));
+  }
+}
