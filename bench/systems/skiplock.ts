@@ -11,6 +11,8 @@ const SCHEMA = 'skiplock';
 const PREFETCH = Number(process.env.SKIPLOCK_BENCH_PREFETCH ?? 1000);
 /** Succeeded jobs are deleted in the statement that records them (docs/performance.md, "Retention"). */
 const KEEP_SUCCEEDED_MS = Number(process.env.SKIPLOCK_BENCH_KEEP_MS ?? 0);
+/** SKIPLOCK_BENCH_SYNC_COMMIT=off: producers commit asynchronously (ProducerOptions.synchronousCommit; docs/performance.md). */
+const SYNCHRONOUS_COMMIT = process.env.SKIPLOCK_BENCH_SYNC_COMMIT !== 'off';
 
 /**
  * skiplock through its public API only, with its documented defaults: NOTIFY wake-ups, a
@@ -30,7 +32,7 @@ export const skiplock: SystemAdapter = {
   },
 
   async producer(url: string, poolSize: number): Promise<ProducerHandle> {
-    const producer = new Producer({ connectionString: url, max: poolSize, schema: SCHEMA });
+    const producer = new Producer({ connectionString: url, max: poolSize, schema: SCHEMA, synchronousCommit: SYNCHRONOUS_COMMIT });
     return {
       async enqueue(payload: Payload): Promise<void> {
         await producer.enqueue(TASK, payload);
@@ -72,6 +74,7 @@ export const skiplock: SystemAdapter = {
       pool_max: concurrency + 4,
       listen: true,
       pollIntervalMs: 2000,
+      producerSynchronousCommit: SYNCHRONOUS_COMMIT,
       note: 'library defaults but prefetch and keepSucceededMs',
     };
   },

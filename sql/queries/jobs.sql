@@ -7,6 +7,9 @@
 -- name: enqueue
 -- Inserts many jobs in one statement and sends one NOTIFY for the whole statement
 -- (none when every job is delayed; inside a caller's transaction it is delivered at commit).
+-- $12: 'off' to commit this transaction without waiting for its WAL to reach disk
+-- (Producer synchronousCommit: false), else NULL; the same in enqueueDedupe ($13) and
+-- enqueueHandoff ($8). set_config(..., true) lasts until the transaction ends.
 WITH ins AS (
   INSERT INTO {{schema}}.jobs (queue, task, payload, priority, run_at, max_attempts,
                                concurrency_key, concurrency_limit, timeout_ms)
@@ -21,7 +24,8 @@ WITH ins AS (
   RETURNING id, run_at
 )
 SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,
-       CASE WHEN bool_or(run_at <= now()) THEN pg_notify($11, count(*)::text) END AS notified
+       CASE WHEN bool_or(run_at <= now()) THEN pg_notify($11, count(*)::text) END AS notified,
+       CASE WHEN $12::text IS NOT NULL THEN set_config('synchronous_commit', $12::text, true) END AS commit_mode
 FROM ins;
 
 -- name: enqueueHandoff
@@ -32,7 +36,7 @@ FROM ins;
 -- The id is drawn first, since the token is made of it. The waiter row is taken with SKIP
 -- LOCKED, so producers never wait for each other. Without a waiter, the job is queued and
 -- the usual NOTIFY goes out. $1 queue, $2 task, $3 payload, $4 priority, $5 max attempts,
--- $6 timeout ms, $7 the shared channel.
+-- $6 timeout ms, $7 the shared channel, $8 the commit mode (see enqueue).
 WITH w AS (
   UPDATE {{schema}}.waiters AS w
   SET slots = w.slots - 1, handed = w.handed + 1
@@ -60,7 +64,8 @@ WITH w AS (
 SELECT ins.id,
        CASE WHEN w.worker IS NULL THEN pg_notify($7::text, '1')
             ELSE pg_notify(w.channel, ins.claimed::text) END AS notified,
-       w.worker IS NOT NULL AS handed_off
+       w.worker IS NOT NULL AS handed_off,
+       CASE WHEN $8::text IS NOT NULL THEN set_config('synchronous_commit', $8::text, true) END AS commit_mode
 FROM ins LEFT JOIN w ON true;
 
 -- name: enqueueDedupe
@@ -83,7 +88,8 @@ WITH ins AS (
 )
 SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,
        coalesce(array_agg(dedupe_key ORDER BY id), '{}') AS keys,
-       CASE WHEN bool_or(run_at <= now()) THEN pg_notify($11, count(*)::text) END AS notified
+       CASE WHEN bool_or(run_at <= now()) THEN pg_notify($11, count(*)::text) END AS notified,
+       CASE WHEN $13::text IS NOT NULL THEN set_config('synchronous_commit', $13::text, true) END AS commit_mode
 FROM ins;
 
 -- name: findByDedupeKey

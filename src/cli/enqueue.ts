@@ -27,6 +27,7 @@ interface EnqueueOptions {
   stdin?: boolean;
   skipInvalid?: boolean;
   batchSize: number;
+  asyncCommit?: boolean;
 }
 
 export function enqueueCommand(): Command {
@@ -52,6 +53,10 @@ export function enqueueCommand(): Command {
         .default(DEFAULT_MAX_PAYLOAD_BYTES),
     )
     .option('--json', 'print a JSON object instead of the bare id or count')
+    .option(
+      '--async-commit',
+      "commit without waiting for the WAL to reach disk (synchronous_commit = off for this transaction): faster; a server crash in the next moments loses the enqueue",
+    )
     .option('--stdin', 'read jobs from stdin, one JSON object per line: {"task": "...", "payload": {...}, "queue": "...", ...}')
     .option('--skip-invalid', 'with --stdin: report and skip bad lines instead of inserting nothing')
     .option('--batch-size <n>', 'with --stdin: jobs per INSERT statement', optionParser((t) => parseInteger(t, 'batch size', 1, 100_000)), 5000)
@@ -119,7 +124,7 @@ async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: st
   try {
     const producer = cliProducer(ctx, opts.maxPayloadBytes);
     const job = checked(producer, spec);
-    const { ids, created } = await producer.enqueueMany([spec]);
+    const { ids, created } = await producer.enqueueMany([spec], { synchronousCommit: !opts.asyncCommit });
     const id = ids[0] ?? '';
     process.stdout.write(
       opts.json ? `${JSON.stringify({ id, created: created[0] ?? true, task: job.task, queue: job.queue })}\n` : `${id}\n`,
@@ -154,7 +159,7 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
   let lastProgress = started;
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    const { created } = await producer.enqueueMany(batch, { client });
+    const { created } = await producer.enqueueMany(batch, { client, synchronousCommit: opts.asyncCommit ? false : undefined });
     for (const c of created) {
       if (c) enqueued += 1;
       else deduplicated += 1;

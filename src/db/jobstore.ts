@@ -48,6 +48,11 @@ export interface TransitionRow {
 export interface JobStoreOptions {
   /** Delete succeeded jobs in the statement that records their success (retention 0). */
   deleteSucceeded?: boolean;
+  /**
+   * Whether enqueues this store commits itself wait for their WAL to reach disk (default
+   * true). Enqueues on a caller's client follow the caller's choice (see enqueue's `asyncCommit`).
+   */
+  synchronousCommit?: boolean;
 }
 
 const SERIALIZATION_FAILURE = '40001';
@@ -72,6 +77,7 @@ export class JobStore {
   readonly channel: string;
   private readonly queries: Queries;
   private readonly deleteSucceeded: boolean;
+  private readonly synchronousCommit: boolean;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -82,13 +88,31 @@ export class JobStore {
     this.channel = channelFor(schema);
     this.queries = loadQueries(schema);
     this.deleteSucceeded = options.deleteSucceeded ?? false;
+    this.synchronousCommit = options.synchronousCommit ?? true;
+  }
+
+  /**
+   * The enqueue statements' commit mode parameter: 'off' for an asynchronous commit, NULL
+   * for the server's setting. On a caller's client only the caller decides (asyncCommit),
+   * since the setting then holds for the caller's whole transaction.
+   */
+  private commitMode(client: Queryable | undefined, asyncCommit: boolean | undefined): string | null {
+    const async = asyncCommit ?? (client === undefined && !this.synchronousCommit);
+    return async ? 'off' : null;
   }
 
   // ---- enqueue -------------------------------------------------------------------------
 
-  /** Inserts jobs without dedupe keys in one statement (one NOTIFY); ids in input order. */
-  async enqueue(jobs: readonly NormalizedJob[], client: Queryable = this.pool): Promise<string[]> {
-    const res = await client.query<{ ids: string[] }>({ ...this.queries.enqueue, values: this.columns(jobs) });
+  /**
+   * Inserts jobs without dedupe keys in one statement (one NOTIFY); ids in input order.
+   * `asyncCommit`: commit without waiting for the WAL flush (default: the store's setting,
+   * or the server's on a caller's client).
+   */
+  async enqueue(jobs: readonly NormalizedJob[], client?: Queryable, asyncCommit?: boolean): Promise<string[]> {
+    const res = await (client ?? this.pool).query<{ ids: string[] }>({
+      ...this.queries.enqueue,
+      values: [...this.columns(jobs), this.commitMode(client, asyncCommit)],
+    });
     return res.rows[0]?.ids ?? [];
   }
 
@@ -96,10 +120,10 @@ export class JobStore {
    * Inserts one due job, handed straight to an idle worker when one waits (see
    * sql/queries/jobs.sql, enqueueHandoff). Returns its id.
    */
-  async enqueueHandoff(job: NormalizedJob): Promise<string | undefined> {
+  async enqueueHandoff(job: NormalizedJob, asyncCommit?: boolean): Promise<string | undefined> {
     const res = await this.pool.query<{ id: string }>({
       ...this.queries.enqueueHandoff,
-      values: [job.queue, job.task, job.payload, job.priority, job.maxAttempts, job.timeoutMs, this.channel],
+      values: [job.queue, job.task, job.payload, job.priority, job.maxAttempts, job.timeoutMs, this.channel, this.commitMode(undefined, asyncCommit)],
     });
     return res.rows[0]?.id;
   }
@@ -110,8 +134,15 @@ export class JobStore {
    * serialization failure (REPEATABLE READ: the key's holder committed after the caller's
    * snapshot) leaves the caller's transaction usable; it then returns undefined.
    */
-  async enqueueDedupe(jobs: readonly NormalizedJob[], client?: Queryable): Promise<Array<{ id: string; key: string | null }> | undefined> {
-    const query = { ...this.queries.enqueueDedupe, values: [...this.columns(jobs), jobs.map((j) => j.dedupeKey)] };
+  async enqueueDedupe(
+    jobs: readonly NormalizedJob[],
+    client?: Queryable,
+    asyncCommit?: boolean,
+  ): Promise<Array<{ id: string; key: string | null }> | undefined> {
+    const query = {
+      ...this.queries.enqueueDedupe,
+      values: [...this.columns(jobs), jobs.map((j) => j.dedupeKey), this.commitMode(client, asyncCommit)],
+    };
     const read = (res: pg.QueryResult<{ ids: string[]; keys: Array<string | null> }>) => {
       const row = res.rows[0];
       return (row?.ids ?? []).map((id, n) => ({ id, key: row?.keys[n] ?? null }));

@@ -26,6 +26,16 @@ export interface ProducerOptions extends ConnectionOptions {
    * caller's client are always queued.
    */
   handoff?: boolean;
+  /**
+   * Whether an enqueue waits until its commit is on disk before it resolves (default true).
+   * `false` commits with PostgreSQL's `synchronous_commit = off` for that transaction only:
+   * an enqueue resolves without waiting for the WAL flush, so if the server crashes, the
+   * enqueues of its last moments (at most about three times wal_writer_delay, 0.6 s by
+   * default) are lost, as if they had never been made; nothing is ever corrupted or half
+   * written. Applies to the statements the producer commits itself; on your own `client`
+   * your transaction decides (see EnqueueCallOptions.synchronousCommit).
+   */
+  synchronousCommit?: boolean;
 }
 
 /** Payloads up to this size (JSON text, bytes) may be handed off: the row must fit a NOTIFY payload (8000 bytes). */
@@ -37,6 +47,13 @@ export interface EnqueueCallOptions {
    * commits or rolls back with it, and its wake-up is sent only at commit.
    */
   client?: Queryable;
+  /**
+   * `false`: commit this insert without waiting for the WAL flush (see
+   * ProducerOptions.synchronousCommit). With `client`, it sets synchronous_commit off for
+   * the rest of your transaction. Default: the producer's setting without `client`, the
+   * server's on your `client`. A call that sets it is not merged with others.
+   */
+  synchronousCommit?: boolean;
 }
 
 export interface EnqueuedJob {
@@ -106,7 +123,7 @@ export class Producer {
     this.maxPayloadBytes = checkInteger(options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES, 'maxPayloadBytes', 2, 256 * 1024 * 1024);
     this.ownsPool = options.pool === undefined;
     this.pool = options.pool ?? createPool(options);
-    this.store = new JobStore(this.pool, this.schema);
+    this.store = new JobStore(this.pool, this.schema, { synchronousCommit: options.synchronousCommit ?? true });
     this.handoff = options.handoff ?? true;
     if (options.coalesce ?? true) {
       this.coalescer = new EnqueueCoalescer(async (jobs) => (await this.insertNormalized(jobs)).ids);
@@ -120,12 +137,12 @@ export class Producer {
 
   /** Enqueues one job; with a dedupeKey already queued or running, returns that job instead. */
   async enqueue(task: string, payload?: unknown, options: JobOptions & EnqueueCallOptions = {}): Promise<EnqueuedJob> {
-    const { client, ...jobOptions } = options;
-    if (client === undefined && this.coalescer !== undefined && (jobOptions.dedupeKey ?? null) === null) {
+    const { client, synchronousCommit, ...jobOptions } = options;
+    if (client === undefined && synchronousCommit === undefined && this.coalescer !== undefined && (jobOptions.dedupeKey ?? null) === null) {
       const job = this.normalize({ ...jobOptions, task, payload });
       return { id: await this.coalescer.add(job), created: true };
     }
-    const result = await this.enqueueMany([{ ...jobOptions, task, payload }], { client });
+    const result = await this.enqueueMany([{ ...jobOptions, task, payload }], { client, synchronousCommit });
     const id = result.ids[0];
     if (id === undefined) throw new Error('enqueue returned no id');
     return { id, created: result.created[0] ?? true };
@@ -133,26 +150,28 @@ export class Producer {
 
   /** Enqueues many jobs in one statement (all or none) and returns their ids in order. */
   async enqueueMany(jobs: readonly JobSpec[], options: EnqueueCallOptions = {}): Promise<EnqueueResult> {
+    const asyncCommit = options.synchronousCommit === undefined ? undefined : !options.synchronousCommit;
     return this.insertNormalized(
       jobs.map((job) => this.normalize(job)),
       options.client,
+      asyncCommit,
     );
   }
 
-  /** Inserts jobs that normalize() already checked. */
-  private async insertNormalized(jobs: readonly NormalizedJob[], client?: Queryable): Promise<EnqueueResult> {
+  /** Inserts jobs that normalize() already checked; `asyncCommit` undefined: the store's default. */
+  private async insertNormalized(jobs: readonly NormalizedJob[], client?: Queryable, asyncCommit?: boolean): Promise<EnqueueResult> {
     if (jobs.length === 0) return { ids: [], created: [] };
     try {
       const only = jobs.length === 1 ? jobs[0] : undefined;
       if (only !== undefined && client === undefined && this.handoff && canHandOff(only)) {
-        const id = await this.store.enqueueHandoff(only);
+        const id = await this.store.enqueueHandoff(only, asyncCommit);
         return { ids: id === undefined ? [] : [id], created: [true] };
       }
       if (jobs.every((j) => j.dedupeKey === null)) {
-        const ids = await this.store.enqueue(jobs, client);
+        const ids = await this.store.enqueue(jobs, client, asyncCommit);
         return { ids, created: ids.map(() => true) };
       }
-      return await this.insertDeduplicated(jobs, client);
+      return await this.insertDeduplicated(jobs, client, asyncCommit);
     } catch (err) {
       throw this.describe(err);
     }
@@ -164,14 +183,14 @@ export class Producer {
    * inserted again, until one side wins. Never raises a unique violation and never
    * rewrites the existing row.
    */
-  private async insertDeduplicated(jobs: readonly NormalizedJob[], client: Queryable | undefined): Promise<EnqueueResult> {
+  private async insertDeduplicated(jobs: readonly NormalizedJob[], client: Queryable | undefined, asyncCommit: boolean | undefined): Promise<EnqueueResult> {
     const ids: Array<string | undefined> = jobs.map(() => undefined);
     const created = jobs.map(() => false);
     let pending = jobs.map((_, i) => i);
     for (let round = 0; pending.length > 0; round++) {
       if (round >= DEDUPE_ROUNDS) throw new SkiplockError('dedupe enqueue did not settle: the keyed jobs keep finishing; try again');
       const batch = pending.map((i) => jobs[i] as NormalizedJob);
-      const inserted = await this.store.enqueueDedupe(batch, client);
+      const inserted = await this.store.enqueueDedupe(batch, client, asyncCommit);
       const byKey = new Map<string, string>();
       const unresolved: number[] = [];
       let next = 0;
