@@ -4,8 +4,17 @@
 -- worker calls it through sql/queries/jobs.sql, claim, which turns each row into the
 -- claimed-job object of claimed_job.sql.
 --
--- 1. Candidates come in claim order from jobs_claim_idx, locked FOR UPDATE SKIP LOCKED, so
---    concurrent claimers take different rows and never wait for each other.
+-- 1. Isolation: candidates come from jobs_claim_pair_idx (queue, task, priority, run_at,
+--    id) of the queued rows, one (queue, task) pair at a time, so the backlog of another
+--    queue, or of a task this worker has no handler for, is never read: a claim costs the
+--    same behind a million such jobs as on an empty table. The pairs are the worker's queues
+--    (all queues that have queued jobs, found by a skip scan of the index, when p_queues is
+--    NULL) times its tasks. Each round looks up the head of every pair (one index descent
+--    each, no lock), then takes from the pair whose head comes first, in claim order, the
+--    rows up to the priority of the next pair's head, locked FOR UPDATE SKIP LOCKED so that
+--    concurrent claimers take different rows and never wait for each other. So priority
+--    holds across pairs, and within a pair the order is (priority, run_at, id); between
+--    pairs of equal priority a claim goes by whose head is older, a batch at a time.
 -- 2. Concurrency keys: a job with a key is taken only while fewer than its
 --    concurrency_limit jobs of that key are running. The claimer first takes the key's
 --    transaction-scoped advisory lock (every claimer must; one that cannot get it at once
@@ -22,8 +31,9 @@
 --    too. Call claim_jobs only in a transaction of its own.
 -- 5. Plan: one generic plan per session (plan_cache_mode), since a custom plan per call cost
 --    0.1-0.2 ms, most of a small claim. With sorts, bitmap scans and sequential scans off,
---    the only plans left are the intended ones, right for any table size: an ordered scan of
---    jobs_claim_idx that stops after p_limit unlocked rows, and primary-key look-ups.
+--    the only plans left are the intended ones, right for any table size: descents and
+--    ordered scans of jobs_claim_pair_idx that stop after the rows wanted, and primary-key
+--    look-ups.
 CREATE OR REPLACE FUNCTION {{schema}}.claim_jobs(
   p_tasks text[], p_queues text[], p_limit integer, p_lease_ms double precision, p_worker text
 ) RETURNS SETOF {{schema}}.jobs
@@ -37,6 +47,14 @@ DECLARE
   v_ids bigint[] := '{}';
   v_keys text[] := '{}';        -- concurrency key of each accepted job (NULL for none)
   v_full text[] := '{}';        -- keys passed over in this call
+  v_queues text[];
+  v_pair_queues text[];         -- the worker's (queue, task) pairs
+  v_pair_tasks text[];
+  v_spent integer[] := '{}';    -- pairs with nothing more to take in this call
+  v_order integer[];            -- pairs with a due head, best head first
+  v_heads integer[];            -- and their heads' priorities
+  v_pair integer;
+  v_cutoff integer;
   c_ids bigint[];
   c_keys text[];
   c_limits integer[];
@@ -46,24 +64,70 @@ DECLARE
   v_nonce bytea := {{schema}}.lease_nonce();
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
+  IF p_queues IS NULL THEN
+    -- Every queue with queued jobs: a skip scan, one descent per queue.
+    WITH RECURSIVE q (queue) AS (
+      (SELECT c.queue FROM {{schema}}.jobs AS c WHERE c.status = 'queued' ORDER BY c.queue LIMIT 1)
+      UNION ALL
+      SELECT (SELECT c.queue FROM {{schema}}.jobs AS c
+              WHERE c.status = 'queued' AND c.queue > q.queue ORDER BY c.queue LIMIT 1)
+      FROM q WHERE q.queue IS NOT NULL)
+    SELECT coalesce(array_agg(q.queue), '{}') INTO v_queues FROM q WHERE q.queue IS NOT NULL;
+  ELSE
+    v_queues := p_queues;
+  END IF;
+  SELECT coalesce(array_agg(q.queue ORDER BY q.queue, t.task), '{}'), coalesce(array_agg(t.task ORDER BY q.queue, t.task), '{}')
+    INTO v_pair_queues, v_pair_tasks
+  FROM unnest(v_queues) AS q (queue) CROSS JOIN unnest(p_tasks) AS t (task);
   LOOP
     v_round := v_round + 1;
-    -- One set-based statement locks the next candidates in claim order.
+    IF cardinality(v_pair_queues) = 1 THEN
+      -- One pair (the usual worker: one queue, or all queues holding one queue, and one
+      -- task): no heads to compare.
+      EXIT WHEN cardinality(v_spent) > 0;
+      v_pair := 1;
+      v_cutoff := 2147483647;
+    ELSE
+      -- The head of each pair still in play, without locking: which pair goes first, and up
+      -- to which priority it may take before another pair's head comes first.
+      SELECT coalesce(array_agg(p.n ORDER BY h.priority, h.run_at, h.id), '{}'),
+             coalesce(array_agg(h.priority ORDER BY h.priority, h.run_at, h.id), '{}')
+        INTO v_order, v_heads
+      FROM unnest(v_pair_queues, v_pair_tasks) WITH ORDINALITY AS p (queue, task, n)
+      CROSS JOIN LATERAL (
+        SELECT c.priority, c.run_at, c.id
+        FROM {{schema}}.jobs AS c
+        WHERE c.status = 'queued' AND c.queue = p.queue AND c.task = p.task AND c.run_at <= now()
+          AND (c.concurrency_key IS NULL OR c.concurrency_key <> ALL (v_full))
+          AND c.id <> ALL (v_ids)
+        ORDER BY c.priority, c.run_at, c.id
+        LIMIT 1) AS h
+      WHERE p.n::integer <> ALL (v_spent);
+      EXIT WHEN cardinality(v_order) = 0;
+      v_pair := v_order[1];
+      v_cutoff := coalesce(v_heads[2], 2147483647);
+    END IF;
+    -- One set-based statement locks the best pair's next candidates in claim order.
     SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.concurrency_key), '{}'),
            coalesce(array_agg(c.concurrency_limit), '{}')
       INTO c_ids, c_keys, c_limits
     FROM (
       SELECT c.id, c.concurrency_key, c.concurrency_limit
       FROM {{schema}}.jobs AS c
-      WHERE c.status = 'queued' AND c.run_at <= now() AND c.task = ANY (p_tasks)
-        AND (p_queues IS NULL OR c.queue = ANY (p_queues))
+      WHERE c.status = 'queued' AND c.queue = v_pair_queues[v_pair] AND c.task = v_pair_tasks[v_pair]
+        AND c.priority <= v_cutoff AND c.run_at <= now()
         AND (c.concurrency_key IS NULL OR c.concurrency_key <> ALL (v_full))
         AND c.id <> ALL (v_ids)
       ORDER BY c.priority, c.run_at, c.id
       LIMIT p_limit - cardinality(v_ids)
       FOR UPDATE SKIP LOCKED
     ) AS c;
-    EXIT WHEN cardinality(c_ids) = 0;
+    IF cardinality(c_ids) = 0 THEN
+      -- Its due rows up to the cutoff are all locked by other claimers: on to the next pair.
+      v_spent := v_spent || v_pair;
+      CONTINUE WHEN v_round < 16;
+      EXIT;
+    END IF;
     IF cardinality(array_remove(c_keys, NULL)) = 0 THEN
       -- The common case: no concurrency keys among them, take them all.
       v_ids := v_ids || c_ids;
