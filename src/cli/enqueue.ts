@@ -124,7 +124,7 @@ async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: st
   try {
     const producer = cliProducer(ctx, opts.maxPayloadBytes);
     const job = checked(producer, spec);
-    const { ids, created } = await producer.enqueueMany([spec], { synchronousCommit: !opts.asyncCommit });
+    const { ids, created } = await producer.enqueueMany([spec], { synchronousCommit: opts.asyncCommit ? false : undefined });
     const id = ids[0] ?? '';
     process.stdout.write(
       opts.json ? `${JSON.stringify({ id, created: created[0] ?? true, task: job.task, queue: job.queue })}\n` : `${id}\n`,
