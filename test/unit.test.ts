@@ -5,6 +5,7 @@ import { describeDbError } from '../src/db/pool.js';
 import { redactSecrets } from '../src/errors.js';
 import { normalizeJob } from '../src/producer/jobspec.js';
 import { backoffDelay, resolveBackoff } from '../src/worker/backoff.js';
+import { resolveWorkerOptions } from '../src/worker/options.js';
 
 describe('durations and numbers', () => {
   it.each([
@@ -130,5 +131,24 @@ describe('secrets', () => {
     const described = describeDbError(err, 'postgres://bob:hunter2@db.example:6543/app');
     expect(described.message).toContain('cannot connect to PostgreSQL at db.example:6543/app');
     expect(described.message).not.toContain('hunter2');
+  });
+});
+
+describe('worker options', () => {
+  const tasks = { t: () => undefined };
+
+  it('fills in the defaults: a buffer ceiling of 1,000, or 10 per slot when more', () => {
+    expect(resolveWorkerOptions({ tasks }).prefetch).toBe(1000);
+    expect(resolveWorkerOptions({ tasks, concurrency: 500 }).prefetch).toBe(5000);
+    expect(resolveWorkerOptions({ tasks, prefetch: 0 }).prefetch).toBe(0);
+    const config = resolveWorkerOptions({ tasks, leaseMs: 9000 });
+    expect(config).toMatchObject({ concurrency: 10, leaseMs: 9000, heartbeatMs: 3000, maxBufferedSilenceMs: 6000, handoff: true, poolSize: 14 });
+  });
+
+  it('refuses bad settings before anything starts', () => {
+    expect(() => resolveWorkerOptions({ tasks: {} })).toThrow(/at least one task/);
+    expect(() => resolveWorkerOptions({ tasks, heartbeatIntervalMs: 30_000 })).toThrow(/heartbeat/);
+    expect(() => resolveWorkerOptions({ tasks: { t: { handler: () => undefined, options: { timeoutMs: 60_000 } } } })).toThrow(/shorter than task t/);
+    expect(() => resolveWorkerOptions({ tasks, queues: [] })).toThrow(/queues must not be empty/);
   });
 });

@@ -43,7 +43,7 @@ export function workerCommand(): Command {
     .option('--concurrency <n>', 'jobs run at once', optionParser((t) => parseInteger(t, 'concurrency', 1, 10_000)), 10)
     .option(
       '--prefetch <n>',
-      'most claimed jobs buffered on top of the running ones (adaptive: what the worker expects to start within ~100 ms), so short jobs are claimed in large batches (default: 10 x --concurrency; 0 = none)',
+      'most claimed jobs buffered on top of the running ones (adaptive: what the worker expects to start within ~100 ms), so short jobs are claimed in large batches (default: 1000, or 10 x --concurrency when more; 0 = none)',
       optionParser((t) => parseInteger(t, 'prefetch', 0, 100_000)),
     )
     .option(

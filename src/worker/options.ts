@@ -20,8 +20,8 @@ export interface WorkerOptions extends ConnectionOptions {
   /** Jobs run at once (default 10). */
   concurrency?: number;
   /**
-   * Most claimed jobs held in a local buffer on top of the running ones (default 10 ×
-   * `concurrency`; 0 = claim only for free slots). The worker buffers only as many as its
+   * Most claimed jobs held in a local buffer on top of the running ones (default 1,000, or
+   * 10 × `concurrency` when that is more; 0 = claim only for free slots). The worker buffers only as many as its
    * recent handler durations say it will start within about 100 ms, so short jobs are
    * claimed in large batches while long ones are never hoarded. Buffered jobs are claimed:
    * their leases are renewed, they count towards their concurrency key, and shutdown hands
@@ -106,6 +106,16 @@ const DAY_MS = 86_400_000;
 /** How long a hand-off offer stands without renewal (at most; half the lease when shorter). */
 const HANDOFF_TTL_MS = 5000;
 
+/**
+ * The buffer's default ceiling: 1,000 claimed jobs, or 10 per slot when that is more. The
+ * buffer only holds what the worker expects to start within ~100 ms (buffer.ts), so the
+ * ceiling matters for very short jobs alone, which it lets be claimed in batches of about a
+ * thousand: twice the drain rate of a ceiling of 100 here (docs/performance.md).
+ */
+export function defaultPrefetch(concurrency: number): number {
+  return Math.min(100_000, Math.max(1000, 10 * concurrency));
+}
+
 function toDefinition(entry: TaskHandler<never> | TaskDefinition<never>): TaskDefinition<never> {
   return typeof entry === 'function' ? { handler: entry } : entry;
 }
@@ -134,7 +144,7 @@ function resolveTasks(list: TaskList, leaseMs: number, workerBackoff: BackoffOpt
 export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
   const schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
   const concurrency = checkInteger(options.concurrency ?? 10, 'concurrency', 1, 10_000);
-  const prefetch = checkInteger(options.prefetch ?? Math.min(100_000, 10 * concurrency), 'prefetch', 0, 100_000);
+  const prefetch = checkInteger(options.prefetch ?? defaultPrefetch(concurrency), 'prefetch', 0, 100_000);
   const leaseMs = checkDuration(options.leaseMs ?? 30_000, 'lease', 1000);
   const heartbeatMs = checkDuration(options.heartbeatIntervalMs ?? Math.floor(leaseMs / 3), 'heartbeat interval', 10);
   if (heartbeatMs >= leaseMs) throw new SkiplockError('the heartbeat interval must be shorter than the lease');
