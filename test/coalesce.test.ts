@@ -23,6 +23,18 @@ afterAll(async () => {
   await db.drop();
 });
 
+/**
+ * Forgets every notification sent so far, once it has arrived: a marker sent now is
+ * delivered after them (notifications arrive in commit order), so earlier calls' late
+ * notifications cannot be counted as this test's.
+ */
+async function freshNotes(): Promise<void> {
+  const marker = `marker-${Math.random()}`;
+  await db.pool.query('SELECT pg_notify($1, $2)', [`${db.schema}_jobs`, marker]);
+  await waitFor(async () => notes.includes(marker) || undefined, 5000, 'the marker notification');
+  notes.length = 0;
+}
+
 async function payloads(ids: readonly string[]): Promise<Map<string, unknown>> {
   const rows = await db.rows<{ id: string; payload: unknown }>(`SELECT id::text, payload FROM "${db.schema}".jobs WHERE id = ANY ($1::bigint[])`, [ids]);
   return new Map(rows.map((r) => [r.id, r.payload]));
@@ -31,7 +43,7 @@ async function payloads(ids: readonly string[]): Promise<Map<string, unknown>> {
 describe('enqueue coalescing', () => {
   it('200 concurrent enqueue() calls: 200 jobs, each call its own id and payload, in a few statements', async () => {
     const producer = new Producer({ pool: db.pool, schema: db.schema });
-    notes.length = 0;
+    await freshNotes();
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => producer.enqueue('c', { i }, { queue: 'c1', priority: i % 3 })));
     const ids = results.map((r) => r.id);
     expect(new Set(ids).size).toBe(200);
@@ -79,7 +91,7 @@ describe('enqueue coalescing', () => {
 
   it('coalesce: false sends one statement per call', async () => {
     const producer = new Producer({ pool: db.pool, schema: db.schema, coalesce: false });
-    notes.length = 0;
+    await freshNotes();
     await Promise.all(Array.from({ length: 20 }, (_, i) => producer.enqueue('c', { i }, { queue: 'c3' })));
     await waitFor(async () => notes.length === 20 || undefined, 5000, 'twenty notifications');
     expect(notes.every((p) => p === '1')).toBe(true);
