@@ -1,6 +1,7 @@
 // The claim reads only the worker's own (queue, task) pairs: a backlog in another queue, or
 // of a task the worker has no handler for, costs its claims nothing. Counted in index
 // entries read (the server's own statistics for the claim's transaction), not in time.
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { JobStore } from '../src/db/jobstore.js';
 import { useTestSchema } from './helpers/setup.js';
@@ -100,5 +101,35 @@ describe('claim isolation', () => {
     expect(batch.map((j) => j.id).sort()).toEqual([ids[0], ids[1], ids[2], ids[3], ids[4]].sort());
     expect(batch[0]?.id).toBe(ids[4]);
     expect(batch.at(-1)?.id).toBe(ids[0]);
+  });
+});
+
+describe('claim isolation under concurrency', () => {
+  it('6 claimers racing over 3 tasks x 2 queues of mixed priorities: every job claimed exactly once', async () => {
+    await db.pool.query(`DELETE FROM "${db.schema}".jobs`);
+    const jobs = Array.from({ length: 3000 }, (_, i) => ({ task: `r${i % 3}`, queue: `rq${i % 2}`, priority: i % 5 }));
+    const { ids } = await producer.enqueueMany(jobs);
+    const pool = new pg.Pool({ connectionString: db.connectionString, max: 6 });
+    try {
+      const racers = Array.from({ length: 6 }, (_, r) => {
+        const store = new JobStore(pool, db.schema);
+        return (async () => {
+          const got: string[] = [];
+          for (;;) {
+            // Half the racers name their queues, half serve all queues (the skip-scan path).
+            const batch = await store.claim({ tasks: ['r0', 'r1', 'r2'], queues: r % 2 === 0 ? ['rq0', 'rq1'] : undefined, limit: 25, leaseMs: 30_000, workerId: `racer-${r}` });
+            if (batch.length === 0) return got;
+            got.push(...batch.map((j) => j.id));
+          }
+        })();
+      });
+      const claimed = (await Promise.all(racers)).flat();
+      expect(claimed).toHaveLength(ids.length);
+      expect(new Set(claimed).size).toBe(ids.length);
+      const [row] = await db.rows<{ n: string }>(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE status = 'running' AND attempts = 1`);
+      expect(Number(row?.n)).toBe(ids.length);
+    } finally {
+      await pool.end();
+    }
   });
 });
