@@ -22,8 +22,8 @@ module.exports = {
     {
       name: 'store-not-to-worker',
       severity: 'error',
-      comment: 'src/db/ and src/producer/ sit below the worker: they never import src/worker/.',
-      from: { path: '^src/(db|producer)/' },
+      comment: 'src/db/, src/producer/ and src/admin/ sit below the worker: they never import src/worker/.',
+      from: { path: '^src/(db|producer|admin)/' },
       to: { path: '^src/worker/' },
     },
     {

@@ -30,7 +30,7 @@ try {
     await pool.query(`ANALYZE ${schema}.jobs`);
   }
   const store = new JobStore(pool, schema);
-  const poll = () => store.claim({ tasks: ['t'], queues: ['fast'], limit: 10, leaseMs: 30_000, workerId: 'poller' });
+  const poll = () => store.claim({ tasks: ['t'], queues: ['fast'], limit: 10, free: 10, leaseMs: 30_000, workerId: 'poller' });
   for (let i = 0; i < 20; i++) await poll();
   let t0 = performance.now();
   for (let i = 0; i < 200; i++) await poll();

@@ -36,6 +36,11 @@ export function channelFor(schema: string): string {
   return `${validateSchema(schema)}_jobs`;
 }
 
+/** The channel on which a change of a queue's settings (pause, limits) is announced. */
+export function queuesChannelFor(schema: string): string {
+  return `${validateSchema(schema)}_queues`;
+}
+
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** The largest delay Node's timers accept. */
@@ -89,4 +94,37 @@ export function checkRetention(ms: number, what: string): number {
 export function parseRetention(text: string, what: string): number {
   if (text.trim() === 'forever') return Number.POSITIVE_INFINITY;
   return checkRetention(parseDuration(text, what), what);
+}
+
+/** A queue's rate limit: at most `limit` starts in any `windowMs`. */
+export interface RateLimit {
+  readonly limit: number;
+  readonly windowMs: number;
+}
+
+/** Checks a rate limit: 1 to 2^31 - 1 starts per 1 ms to 2^31 - 1 ms (about 24 days). */
+export function checkRateLimit(rate: RateLimit): RateLimit {
+  return { limit: checkInteger(rate.limit, 'rate limit', 1, 2 ** 31 - 1), windowMs: checkDuration(rate.windowMs, 'rate limit window', 1) };
+}
+
+/** Parses a rate limit "N/<duration>" ("100/1s", "6000/1m", "5/250ms"), or "none" (null). */
+export function parseRateLimit(text: string): RateLimit | null {
+  if (text.trim() === 'none') return null;
+  const match = /^\s*(\d+)\s*\/\s*(\S+)\s*$/.exec(text);
+  if (!match) throw new SkiplockError(`invalid rate limit ${JSON.stringify(text)}: expected N/<duration> (e.g. 100/1s, 6000/1m) or none`);
+  const window = /^\d/.test(match[2]!) ? match[2]! : `1${match[2]!}`;
+  let windowMs: number;
+  try {
+    windowMs = parseDuration(window, 'rate limit window');
+  } catch {
+    throw new SkiplockError(`invalid rate limit ${JSON.stringify(text)}: the window must be a duration such as 1s, 500ms, 1m, 1h`);
+  }
+  return checkRateLimit({ limit: Number(match[1]), windowMs });
+}
+
+/** A rate limit as text: "100/1s". */
+export function formatRateLimit(rate: RateLimit): string {
+  const units: Array<[string, number]> = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]];
+  const unit = units.find(([, ms]) => rate.windowMs % ms === 0);
+  return unit ? `${rate.limit}/${rate.windowMs / unit[1]}${unit[0]}` : `${rate.limit}/${rate.windowMs}ms`;
 }

@@ -1,4 +1,17 @@
-export { DEFAULT_QUEUE, DEFAULT_SCHEMA, channelFor, parseDuration, parseInteger, parseRetention, validateName, validateSchema } from './config.js';
+export {
+  DEFAULT_QUEUE,
+  DEFAULT_SCHEMA,
+  type RateLimit,
+  channelFor,
+  formatRateLimit,
+  parseDuration,
+  parseInteger,
+  parseRateLimit,
+  parseRetention,
+  queuesChannelFor,
+  validateName,
+  validateSchema,
+} from './config.js';
 export { SkiplockError, errorMessage, redactSecrets } from './errors.js';
 export type { Job, JobOptions, JobRecord, JobSpec, JobStatus } from './job.js';
 export { type ConnectionOptions, type Queryable, checkout, createPool, describeDbError } from './db/pool.js';
@@ -12,6 +25,15 @@ export {
   type TransitionResult,
 } from './producer/producer.js';
 export { DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAYLOAD_BYTES } from './producer/jobspec.js';
+export {
+  type QueueCreateOptions,
+  type QueueInfo,
+  type QueueLimits,
+  type QueueSettings,
+  Queues,
+  type QueuesOptions,
+  UnknownQueueError,
+} from './admin/queues.js';
 export { Worker, type WorkerOptions } from './worker/worker.js';
 export { JobAbortedError } from './worker/run.js';
 export { loadTaskDirectory } from './worker/tasks.js';

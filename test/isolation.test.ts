@@ -28,7 +28,7 @@ async function reads(sql: string, values: unknown[], index: string): Promise<{ e
   }
 }
 
-const claim = (schema: string): string => `SELECT c.id FROM "${schema}".claim_jobs($1::text[], $2::text[], $3, 30000, 'iso-test') AS c`;
+const claim = (schema: string): string => `SELECT c.id FROM "${schema}".claim_jobs($1::text[], $2::text[], $3, $3, 30000, 'iso-test') AS c`;
 
 describe('claim isolation', () => {
   it(`behind ${BACKLOG} jobs of another queue and ${BACKLOG} of an unhandled task, a claim reads only its own jobs`, async () => {
@@ -90,14 +90,14 @@ describe('claim isolation', () => {
     ]);
     const order: string[] = [];
     for (;;) {
-      const got = await store.claim({ tasks: ['a', 'b'], queues: undefined, limit: 1, leaseMs: 30_000, workerId: 'iso-order' });
+      const got = await store.claim({ tasks: ['a', 'b'], queues: undefined, limit: 1, free: 1, leaseMs: 30_000, workerId: 'iso-order' });
       if (got.length === 0) break;
       order.push(...got.map((j) => j.id));
     }
     expect(order).toEqual([ids[4], ids[1], ids[2], ids[3], ids[0]]);
     // In one batch the same jobs come, best priority first.
     await db.pool.query(`UPDATE "${db.schema}".jobs SET status = 'queued', attempts = 0, lease_token = NULL, lease_expires_at = NULL WHERE task <> 'c'`);
-    const batch = await store.claim({ tasks: ['a', 'b'], queues: ['o1', 'o2'], limit: 10, leaseMs: 30_000, workerId: 'iso-order' });
+    const batch = await store.claim({ tasks: ['a', 'b'], queues: ['o1', 'o2'], limit: 10, free: 10, leaseMs: 30_000, workerId: 'iso-order' });
     expect(batch.map((j) => j.id).sort()).toEqual([ids[0], ids[1], ids[2], ids[3], ids[4]].sort());
     expect(batch[0]?.id).toBe(ids[4]);
     expect(batch.at(-1)?.id).toBe(ids[0]);
@@ -117,7 +117,7 @@ describe('claim isolation under concurrency', () => {
           const got: string[] = [];
           for (;;) {
             // Half the racers name their queues, half serve all queues (the skip-scan path).
-            const batch = await store.claim({ tasks: ['r0', 'r1', 'r2'], queues: r % 2 === 0 ? ['rq0', 'rq1'] : undefined, limit: 25, leaseMs: 30_000, workerId: `racer-${r}` });
+            const batch = await store.claim({ tasks: ['r0', 'r1', 'r2'], queues: r % 2 === 0 ? ['rq0', 'rq1'] : undefined, limit: 25, free: 25, leaseMs: 30_000, workerId: `racer-${r}` });
             if (batch.length === 0) return got;
             got.push(...batch.map((j) => j.id));
           }

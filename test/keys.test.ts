@@ -184,14 +184,14 @@ describe('concurrency keys', () => {
     };
     const naive = await race('skew-naive', (c) => c.query(`SELECT "${db.schema}".naive_claim('skew-naive', 2)`));
     const real = await race('skew-real', (c) =>
-      c.query(`SELECT id FROM "${db.schema}".claim_jobs('{race}', '{skew}', 1, 60000, 'racer')`),
+      c.query(`SELECT id FROM "${db.schema}".claim_jobs('{race}', '{skew}', 1, 1, 60000, 'racer')`),
     );
     expect(naive).toBeGreaterThan(2); // the anomaly the lock prevents
     // Racing claims that find the key locked skip it, so the race may fill one slot or two.
     expect(real).toBeGreaterThanOrEqual(1);
     expect(real).toBeLessThanOrEqual(2);
     // Claims one after another fill the key up to its limit and no further.
-    for (let i = 0; i < 4; i++) await db.pool.query(`SELECT id FROM "${db.schema}".claim_jobs('{race}', '{skew}', 1, 60000, 'racer')`);
+    for (let i = 0; i < 4; i++) await db.pool.query(`SELECT id FROM "${db.schema}".claim_jobs('{race}', '{skew}', 1, 1, 60000, 'racer')`);
     const [after] = await db.rows<{ n: string }>(
       `SELECT count(*) AS n FROM "${db.schema}".jobs WHERE concurrency_key = 'skew-real' AND status = 'running'`,
     );

@@ -82,7 +82,7 @@ describe('one claimed-job shape and one lease-token scheme for the claim and the
 
     // The claim.
     const { id: claimedId } = await producer.enqueue('shape', { a: [1, 'x'] }, { queue: 'sq', priority: 3, timeout: 1500, concurrencyKey: 'k' });
-    const [claimed] = await store.claim({ tasks: ['shape'], queues: ['sq'], limit: 5, leaseMs: 60_000, workerId: 'w-claim' });
+    const [claimed] = await store.claim({ tasks: ['shape'], queues: ['sq'], limit: 5, free: 5, leaseMs: 60_000, workerId: 'w-claim' });
     expect(claimed?.toJSON()).toMatchObject({ id: claimedId, queue: 'sq', task: 'shape', payload: { a: [1, 'x'] }, priority: 3, attempt: 1, timeoutMs: 1500, concurrencyKey: 'k', dedupeKey: null });
     expect(tokenTail(claimed!.token)).toBe(idHex(claimedId));
     const [row] = await db.rows<{ lease_token: string; started_at: Date; run_at: Date }>(`SELECT lease_token, started_at, run_at FROM "${db.schema}".jobs WHERE id = $1`, [claimedId]);

@@ -204,7 +204,7 @@ describe('worker', () => {
     const { ids } = await producer.enqueueMany(Array.from({ length: 50 }, () => ({ task: 'tokens', queue: 'tokens' })));
     const claim = async (): Promise<Map<string, string>> => {
       const rows = await db.rows<{ id: string; lease_token: string }>(
-        `SELECT id::text, lease_token::text FROM "${db.schema}".claim_jobs('{tokens}', '{tokens}', 100, 60000, 'token-test')`,
+        `SELECT id::text, lease_token::text FROM "${db.schema}".claim_jobs('{tokens}', '{tokens}', 100, 100, 60000, 'token-test')`,
       );
       return new Map(rows.map((r) => [r.id, r.lease_token]));
     };

@@ -22,20 +22,30 @@
 --    key's running jobs in a later statement, which under READ COMMITTED sees everything
 --    committed before the lock was granted. A full key is passed over, so its waiting jobs
 --    never hold up the jobs behind them.
--- 3. The chosen rows are claimed in one UPDATE, which bumps the attempt and issues each row
+-- 3. Queues (the queues table, migration 0008): a paused queue is left out from the start.
+--    A queue with a concurrency or rate limit is claimed from under its row's lock (FOR
+--    UPDATE), taken before its running jobs and recent starts are counted in later
+--    statements (which see everything committed before the lock was granted), so claimers
+--    in every process take turns and never start more than the limits allow. The first
+--    such lock of a call waits for its turn; a call that holds one already passes a busy
+--    queue over (SKIP LOCKED), so claimers never deadlock. A limited queue gives at most
+--    p_free jobs to a call (the worker's idle slots: no prefetch from it, so one worker
+--    cannot hoard a limit that others could run), and a rate-limited queue's starts are
+--    logged in queue_starts (rows older than the window are deleted as it goes).
+-- 4. The chosen rows are claimed in one UPDATE, which bumps the attempt and issues each row
 --    a lease token (lease_token.sql): the fencing token of every later write.
--- 4. The claim commits with synchronous_commit = off (set locally): it does not wait for its
+-- 5. The claim commits with synchronous_commit = off (set locally): it does not wait for its
 --    WAL to reach disk. If the server crashes in the next fraction of a second the claim is
 --    undone and the job is queued again: a re-run, which at-least-once execution allows. The
 --    job's result is committed durably, and that commit makes the claim before it durable
 --    too. Call claim_jobs only in a transaction of its own.
--- 5. Plan: one generic plan per session (plan_cache_mode), since a custom plan per call cost
+-- 6. Plan: one generic plan per session (plan_cache_mode), since a custom plan per call cost
 --    0.1-0.2 ms, most of a small claim. With sorts, bitmap scans and sequential scans off,
 --    the only plans left are the intended ones, right for any table size: descents and
 --    ordered scans of jobs_claim_pair_idx that stop after the rows wanted, and primary-key
 --    look-ups.
 CREATE OR REPLACE FUNCTION {{schema}}.claim_jobs(
-  p_tasks text[], p_queues text[], p_limit integer, p_lease_ms double precision, p_worker text
+  p_tasks text[], p_queues text[], p_limit integer, p_free integer, p_lease_ms double precision, p_worker text
 ) RETURNS SETOF {{schema}}.jobs
 LANGUAGE plpgsql
 SET enable_bitmapscan = off
@@ -62,6 +72,20 @@ DECLARE
   v_running integer;
   v_round integer := 0;
   v_nonce bytea := {{schema}}.lease_nonce();
+  v_paused text[];              -- paused queues (left out)
+  v_limited text[];             -- queues with a concurrency or rate limit
+  v_lq text[] := '{}';          -- limited queues met in this call,
+  v_lcap integer[] := '{}';     -- what each may still give,
+  v_ltaken integer[] := '{}';   -- what each gave,
+  v_lwindow integer[] := '{}';  -- and its rate window (NULL: none, or its row not locked)
+  v_locks integer := 0;         -- queue rows locked in this call
+  v_free integer := greatest(p_free, 0);   -- limited-queue jobs this call may still take
+  v_settings {{schema}}.queues;
+  v_li integer;
+  v_take integer;
+  v_before integer;
+  v_cap integer;
+  v_started bigint;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
   IF p_queues IS NULL THEN
@@ -75,6 +99,14 @@ BEGIN
     SELECT coalesce(array_agg(q.queue), '{}') INTO v_queues FROM q WHERE q.queue IS NOT NULL;
   ELSE
     v_queues := p_queues;
+  END IF;
+  SELECT coalesce(array_agg(s.name) FILTER (WHERE s.paused), '{}'),
+         coalesce(array_agg(s.name) FILTER (WHERE NOT s.paused), '{}')
+    INTO v_paused, v_limited
+  FROM {{schema}}.queues AS s
+  WHERE s.name = ANY (v_queues) AND (s.paused OR s.concurrency_limit IS NOT NULL OR s.rate_limit IS NOT NULL);
+  IF cardinality(v_paused) > 0 THEN
+    SELECT coalesce(array_agg(q.queue), '{}') INTO v_queues FROM unnest(v_queues) AS q (queue) WHERE q.queue <> ALL (v_paused);
   END IF;
   SELECT coalesce(array_agg(q.queue ORDER BY q.queue, t.task), '{}'), coalesce(array_agg(t.task ORDER BY q.queue, t.task), '{}')
     INTO v_pair_queues, v_pair_tasks
@@ -107,6 +139,57 @@ BEGIN
       v_pair := v_order[1];
       v_cutoff := coalesce(v_heads[2], 2147483647);
     END IF;
+    v_take := p_limit - cardinality(v_ids);
+    v_li := NULL;
+    IF v_pair_queues[v_pair] = ANY (v_limited) THEN
+      v_li := array_position(v_lq, v_pair_queues[v_pair]);
+      IF v_li IS NULL THEN
+        -- First time in this call: lock the queue's row, then count (see 3 above).
+        IF v_locks = 0 THEN
+          SELECT s.* INTO v_settings FROM {{schema}}.queues AS s WHERE s.name = v_pair_queues[v_pair] FOR UPDATE;
+        ELSE
+          SELECT s.* INTO v_settings FROM {{schema}}.queues AS s WHERE s.name = v_pair_queues[v_pair] FOR UPDATE SKIP LOCKED;
+        END IF;
+        v_cap := 0;
+        IF FOUND THEN
+          v_locks := v_locks + 1;
+        ELSE
+          v_settings := NULL;   -- another claimer holds it: passed over this time
+        END IF;
+        IF v_settings.name IS NOT NULL AND NOT v_settings.paused THEN
+          v_cap := 2147483647;
+          IF v_settings.concurrency_limit IS NOT NULL THEN
+            SELECT count(*) INTO v_running
+            FROM {{schema}}.jobs AS r
+            WHERE r.queue = v_settings.name AND r.status = 'running';
+            v_cap := least(v_cap, v_settings.concurrency_limit - v_running);
+          END IF;
+          IF v_settings.rate_limit IS NOT NULL THEN
+            SELECT coalesce(sum(r.n), 0) INTO v_started
+            FROM {{schema}}.queue_starts AS r
+            WHERE r.queue = v_settings.name AND r.claimed_at > now() - v_settings.rate_window_ms * interval '1 millisecond';
+            v_cap := least(v_cap, v_settings.rate_limit - v_started)::integer;
+          END IF;
+        ELSE
+          v_settings.rate_window_ms := NULL;
+        END IF;
+        v_lq := v_lq || v_pair_queues[v_pair];
+        v_lcap := v_lcap || greatest(v_cap, 0);
+        v_ltaken := v_ltaken || 0;
+        v_lwindow := v_lwindow || v_settings.rate_window_ms;
+        v_li := cardinality(v_lq);
+      END IF;
+      v_take := least(v_take, v_lcap[v_li], v_free);
+      IF v_take <= 0 THEN
+        -- The queue's limit (or this worker's idle slots) is used up: all its pairs are spent.
+        SELECT v_spent || coalesce(array_agg(p.n::integer), '{}') INTO v_spent
+        FROM unnest(v_pair_queues) WITH ORDINALITY AS p (queue, n)
+        WHERE p.queue = v_pair_queues[v_pair];
+        CONTINUE WHEN v_round < 16;
+        EXIT;
+      END IF;
+    END IF;
+    v_before := cardinality(v_ids);
     -- One set-based statement locks the best pair's next candidates in claim order.
     SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.concurrency_key), '{}'),
            coalesce(array_agg(c.concurrency_limit), '{}')
@@ -119,7 +202,7 @@ BEGIN
         AND (c.concurrency_key IS NULL OR c.concurrency_key <> ALL (v_full))
         AND c.id <> ALL (v_ids)
       ORDER BY c.priority, c.run_at, c.id
-      LIMIT p_limit - cardinality(v_ids)
+      LIMIT v_take
       FOR UPDATE SKIP LOCKED
     ) AS c;
     IF cardinality(c_ids) = 0 THEN
@@ -160,7 +243,21 @@ BEGIN
         END IF;
       END LOOP;
     END IF;
+    IF v_li IS NOT NULL THEN
+      v_lcap[v_li] := v_lcap[v_li] - (cardinality(v_ids) - v_before);
+      v_ltaken[v_li] := v_ltaken[v_li] + (cardinality(v_ids) - v_before);
+      v_free := v_free - (cardinality(v_ids) - v_before);
+    END IF;
     EXIT WHEN cardinality(v_ids) >= p_limit OR v_round >= 16;
+  END LOOP;
+  -- The starts of rate-limited queues, under their rows' locks.
+  FOR i IN 1 .. cardinality(v_lq) LOOP
+    CONTINUE WHEN v_lwindow[i] IS NULL;
+    DELETE FROM {{schema}}.queue_starts AS r
+    WHERE r.queue = v_lq[i] AND r.claimed_at <= now() - v_lwindow[i] * interval '1 millisecond';
+    IF v_ltaken[i] > 0 THEN
+      INSERT INTO {{schema}}.queue_starts (queue, claimed_at, n) VALUES (v_lq[i], now(), v_ltaken[i]);
+    END IF;
   END LOOP;
   IF cardinality(v_ids) = 0 THEN
     RETURN;

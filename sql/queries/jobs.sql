@@ -30,7 +30,8 @@ FROM ins;
 
 -- name: enqueueHandoff
 -- Inserts one due job (no delay, dedupe or concurrency key) and, when an idle worker of its
--- task and queue is registered in waiters, hands it over in the same statement: the job is
+-- task and queue is registered in waiters and the queue is neither paused nor limited
+-- (queues), hands it over in the same statement: the job is
 -- inserted claimed by that worker (running, attempt 1, a lease token of the claim's scheme,
 -- lease_token.sql) and the claimed job (claimed_job.sql) goes to the worker's own channel.
 -- The id is drawn first, since the token is made of it. The waiter row is taken with SKIP
@@ -44,6 +45,9 @@ WITH w AS (
     SELECT c.worker FROM {{schema}}.waiters AS c
     WHERE c.slots > 0 AND c.expires_at > now()
       AND $2::text = ANY (c.tasks) AND (c.queues IS NULL OR $1::text = ANY (c.queues))
+      -- never for a paused queue, nor one with a limit (only claims count towards limits)
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.queues AS s
+                      WHERE s.name = $1::text AND (s.paused OR s.concurrency_limit IS NOT NULL OR s.rate_limit IS NOT NULL))
     ORDER BY c.slots DESC
     LIMIT 1
     FOR UPDATE SKIP LOCKED)
@@ -100,10 +104,11 @@ WHERE dedupe_key = ANY ($1::text[]) AND status IN ('queued', 'running');
 
 -- name: claim
 -- $1 task names the worker has handlers for, $2 queues (NULL = all), $3 how many,
--- $4 lease ms, $5 worker id. The claim itself is sql/functions/claim_jobs.sql; each claimed
--- row goes to the worker as a claimed job (sql/functions/claimed_job.sql).
+-- $4 how many it could start at once (the most a queue with a limit gives it), $5 lease ms,
+-- $6 worker id. The claim itself is sql/functions/claim_jobs.sql; each claimed row goes to
+-- the worker as a claimed job (sql/functions/claimed_job.sql).
 SELECT c.*
-FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::float8, $5::text) AS j
+FROM {{schema}}.claim_jobs($1::text[], $2::text[], $3::integer, $4::integer, $5::float8, $6::text) AS j
 CROSS JOIN LATERAL {{schema}}.claimed_job(j) AS c;
 
 -- name: complete

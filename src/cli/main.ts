@@ -4,15 +4,16 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, globalOptions } from './
 import { enqueueCommand } from './enqueue.js';
 import { jobsCommand } from './jobs.js';
 import { migrateCommand } from './migrate.js';
+import { queuesCommand } from './queues.js';
 import { workerCommand } from './worker.js';
 
 export function buildProgram(): Command {
   const program = new Command('skiplock')
-    .description('skiplock: a PostgreSQL job queue. Enqueue jobs, run workers, migrate the schema.')
+    .description('skiplock: a PostgreSQL job queue. Enqueue jobs, run workers, inspect and steer queues, migrate the schema.')
     .version('0.1.0')
     .exitOverride();
   for (const option of globalOptions()) program.addOption(option);
-  for (const command of [migrateCommand(), enqueueCommand(), workerCommand(), jobsCommand()]) {
+  for (const command of [migrateCommand(), enqueueCommand(), workerCommand(), jobsCommand(), queuesCommand()]) {
     program.addCommand(command);
   }
   const configure = (command: Command): void => {

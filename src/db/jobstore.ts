@@ -234,11 +234,21 @@ export class JobStore {
 
   // ---- the claim and a claim's fenced writes ---------------------------------------------
 
-  /** Claims up to `limit` due jobs of the given tasks (and queues) in one statement. */
-  async claim(params: { tasks: readonly string[]; queues: readonly string[] | undefined; limit: number; leaseMs: number; workerId: string }): Promise<ClaimedJob[]> {
+  /**
+   * Claims up to `limit` due jobs of the given tasks (and queues) in one statement; a queue
+   * with a limit gives at most `free` of them (the slots that could start a job now).
+   */
+  async claim(params: {
+    tasks: readonly string[];
+    queues: readonly string[] | undefined;
+    limit: number;
+    free: number;
+    leaseMs: number;
+    workerId: string;
+  }): Promise<ClaimedJob[]> {
     const res = await this.pool.query<ClaimedRow>({
       ...this.queries.claim,
-      values: [params.tasks, params.queues ?? null, params.limit, params.leaseMs, params.workerId],
+      values: [params.tasks, params.queues ?? null, params.limit, Math.max(0, params.free), params.leaseMs, params.workerId],
     });
     return inClaimOrder(claimedJobs(res.rows));
   }

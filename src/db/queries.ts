@@ -66,13 +66,18 @@ export function parseNamedQueries(source: string): Map<string, string> {
   return out;
 }
 
-/** Loads the named queries of sql/queries/jobs.sql for one schema. */
-export function loadQueries(schema: string): Queries {
-  const parsed = parseNamedQueries(readFileSync(new URL('queries/jobs.sql', SQL_DIR), 'utf8'));
-  const entries = QUERY_NAMES.map((name): [QueryName, NamedQuery] => {
+/** Loads named queries from a file of sql/queries for one schema; each name must be there. */
+export function loadQueryFile<N extends string>(file: string, names: readonly N[], schema: string): Readonly<Record<N, NamedQuery>> {
+  const parsed = parseNamedQueries(readFileSync(new URL(`queries/${file}`, SQL_DIR), 'utf8'));
+  const entries = names.map((name): [N, NamedQuery] => {
     const text = parsed.get(name);
-    if (text === undefined) throw new Error(`sql/queries/jobs.sql has no query named ${name}`);
+    if (text === undefined) throw new Error(`sql/queries/${file} has no query named ${name}`);
     return [name, Object.freeze({ name: `skiplock:${schema}:${name}`, text: withSchema(text, schema) })];
   });
-  return Object.freeze(Object.fromEntries(entries) as Record<QueryName, NamedQuery>);
+  return Object.freeze(Object.fromEntries(entries) as Record<N, NamedQuery>);
+}
+
+/** Loads the named queries of sql/queries/jobs.sql for one schema. */
+export function loadQueries(schema: string): Queries {
+  return loadQueryFile('jobs.sql', QUERY_NAMES, schema);
 }

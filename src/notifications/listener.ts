@@ -16,6 +16,8 @@ export interface ListenerOptions {
   onLost?: () => void;
   /** This worker's own channel for hand-offs, whose payloads are passed on as text. */
   handoff?: { channel: string; onPayload: (text: string) => void };
+  /** The schema's queues channel: a queue's settings changed (payload ignored). */
+  queues?: { channel: string; onNotify: () => void };
 }
 
 /**
@@ -42,6 +44,8 @@ export class Listener {
     notifications.on(options.channel, () => options.onNotify());
     const { handoff } = options;
     if (handoff) notifications.on(handoff.channel, (payload: unknown) => handoff.onPayload(typeof payload === 'string' ? payload : ''));
+    const { queues } = options;
+    if (queues) notifications.on(queues.channel, () => queues.onNotify());
     events.on('connected', () => {
       this.connected = true;
       if (this.everConnected) {
@@ -69,6 +73,7 @@ export class Listener {
       await this.subscriber.connect();
       await this.subscriber.listenTo(this.options.channel);
       if (this.options.handoff) await this.subscriber.listenTo(this.options.handoff.channel);
+      if (this.options.queues) await this.subscriber.listenTo(this.options.queues.channel);
     } catch (err) {
       await this.stop();
       throw err;

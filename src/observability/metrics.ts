@@ -17,6 +17,7 @@ export interface JobMetrics {
 
 /** A source of queue depth rows for the skiplock_queue_depth gauge, read on each scrape. */
 export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; status: string; jobs: number }>>;
+export type QueueSettingsSource = () => Promise<ReadonlyArray<{ name: string; paused: boolean }>>;
 
 /** The metrics of one worker process, in a registry of its own. */
 export class Metrics {
@@ -34,6 +35,8 @@ export class Metrics {
   readonly claims: Counter<'result'>;
   readonly queueDepth: Gauge<'queue' | 'status'>;
   private depthSource: QueueDepthSource | undefined;
+  readonly queuePaused: Gauge<'queue'>;
+  private settingsSource: QueueSettingsSource | undefined;
   private readonly byJobKind = new Map<string, JobKindMetrics>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -120,6 +123,19 @@ export class Metrics {
         for (const row of rows) this.set({ queue: row.queue, status: row.status }, row.jobs);
       },
     });
+    this.queuePaused = new Gauge({
+      name: `${PREFIX}queue_paused`,
+      help: 'Whether a queue is paused (1) or not (0), for every queue with settings, read from the database at scrape time.',
+      labelNames: ['queue'],
+      registers,
+      async collect() {
+        const source = self.settingsSource;
+        if (source === undefined) return;
+        const rows = await source();
+        this.reset();
+        for (const row of rows) this.set({ queue: row.name }, row.paused ? 1 : 0);
+      },
+    });
   }
 
   /** The children for jobs of one queue and task (label validation and hashing happen once). */
@@ -136,6 +152,11 @@ export class Metrics {
   /** Sets where skiplock_queue_depth reads from. */
   setQueueDepthSource(source: QueueDepthSource | undefined): void {
     this.depthSource = source;
+  }
+
+  /** Where skiplock_queue_paused reads the queues' settings at scrape time (undefined: not at all). */
+  setQueueSettingsSource(source: QueueSettingsSource | undefined): void {
+    this.settingsSource = source;
   }
 
   async text(): Promise<string> {

@@ -8,6 +8,11 @@ export interface Intake {
   idleSlots(): number;
   /** Ids of every job the worker holds: buffered, running, or its result being written. */
   heldIds(): string[];
-  /** Claimed jobs for the worker, in claim order: it starts or buffers them, or hands them back when stopping. */
+  /**
+   * Claimed jobs for the worker, in claim order: it starts or buffers them, or hands them
+   * back (when stopping, or a job's queue is paused).
+   */
   accept(jobs: readonly ClaimedJob[]): void;
+  /** These queues were just paused: buffered jobs of theirs go back to the queue. */
+  paused(queues: readonly string[]): void;
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { channelFor } from '../config.js';
+import { channelFor, queuesChannelFor } from '../config.js';
 import type { JobStore } from '../db/jobstore.js';
 import type { ClaimedJob } from '../job.js';
 import { Periodic } from '../maintenance/periodic.js';
@@ -10,6 +10,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { Handoff } from './handoff.js';
 import type { Intake } from './intake.js';
 import type { WorkerConfig } from './options.js';
+import type { QueueStates } from './queues.js';
 
 export interface JobSourceOptions {
   store: JobStore;
@@ -17,6 +18,8 @@ export interface JobSourceOptions {
   /** Connection settings of the LISTEN connection (when config.listen). */
   connection: pg.ClientConfig;
   intake: Intake;
+  /** The settings of the worker's queues (paused, limited), kept fresh here. */
+  queues: QueueStates;
   logger: Logger;
   metrics: Metrics;
   /** One line for a database error, without secrets. */
@@ -31,6 +34,12 @@ export interface JobSourceOptions {
  * (handoff.ts); jobs handed over arrive on the worker's own channel. Either way they reach
  * the worker through one call, intake.accept(). With hand-off off (or no listener), the
  * rest works the same.
+ *
+ * Queue settings (queues.ts) are re-read when a change is announced on the queues channel,
+ * after a reconnect and at every poll; a newly paused queue is passed to intake.paused().
+ * A queue with a limit can leave a claim short while jobs wait: then every capacity event
+ * claims again (a job of it may have finished), and for a rate limit a timer wakes the
+ * source when the oldest start in the window leaves it.
  */
 export class JobSource {
   private readonly poller: Periodic;
@@ -41,11 +50,23 @@ export class JobSource {
   private fetchAgain = false;
   /** True while there may be due jobs not taken (the last claim was full, or a wake-up came). */
   private moreMayBeWaiting = true;
+  /** The last claim came back short while a queue of this worker has a limit. */
+  private heldBackByLimits = false;
+  private rateTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: JobSourceOptions) {
     const { config, store, logger, metrics, describe, intake } = options;
-    // The fallback poll: for jobs whose run_at has come, and wake-ups missed while reconnecting.
-    this.poller = new Periodic(config.pollMs, async () => this.wake(), (err) => logger.error({ err: describe(err) }, 'poll failed'), 0.1);
+    // The fallback poll: for jobs whose run_at has come, and wake-ups (and queue changes)
+    // missed while reconnecting.
+    this.poller = new Periodic(
+      config.pollMs,
+      async () => {
+        await this.refreshQueues();
+        this.wake();
+      },
+      (err) => logger.error({ err: describe(err) }, 'poll failed'),
+      0.1,
+    );
     if (config.handoff) {
       this.handoff = new Handoff({
         store,
@@ -73,7 +94,7 @@ export class JobSource {
       onReconnect: () => {
         metrics.notifyReconnects.inc();
         handoff?.listenerBack();
-        this.wake();
+        void this.refreshQueues().then(() => this.wake());
       },
       onLost: () => handoff?.listenerLost(),
       handoff: handoff && {
@@ -85,6 +106,10 @@ export class JobSource {
           intake.accept([job]);
         },
       },
+      queues: {
+        channel: queuesChannelFor(config.schema),
+        onNotify: () => void this.refreshQueues().then(() => this.wake()),
+      },
     });
   }
 
@@ -93,8 +118,9 @@ export class JobSource {
     return this.listener ? this.listener.isConnected : null;
   }
 
-  /** Connects the listener (throws when it cannot). */
+  /** Reads the queue settings and connects the listener (throws when it cannot). */
   async connect(): Promise<void> {
+    await this.options.queues.refresh();
     await this.listener?.start();
   }
 
@@ -112,6 +138,7 @@ export class JobSource {
    */
   request(): void {
     if (!this.running) return;
+    if (this.heldBackByLimits) this.moreMayBeWaiting = true;
     if (!this.moreMayBeWaiting) {
       if (this.fetching === undefined) this.handoff?.offer();
     } else if (this.fetching !== undefined) {
@@ -129,6 +156,7 @@ export class JobSource {
   /** Stops claiming and listening; takes the hand-off offer back. Resolves when no claim runs. */
   async stop(): Promise<void> {
     this.running = false;
+    clearTimeout(this.rateTimer);
     await this.poller.stop();
     // No more hand-offs; any still on their way are handed back by the worker as they arrive.
     await this.handoff?.close();
@@ -147,6 +175,32 @@ export class JobSource {
   private wake(): void {
     this.moreMayBeWaiting = true;
     this.request();
+  }
+
+  /** Re-reads the queue settings; buffered jobs of a queue paused meanwhile go back. */
+  private async refreshQueues(): Promise<void> {
+    const { queues, intake, logger, describe } = this.options;
+    let paused: string[];
+    try {
+      paused = await queues.refresh();
+    } catch (err) {
+      logger.warn({ err: describe(err) }, 'could not read the queue settings; will retry at the next poll');
+      return;
+    }
+    if (paused.length > 0 && this.running) {
+      logger.info({ queues: paused }, 'queues paused');
+      intake.paused(paused);
+    }
+  }
+
+  /** A rate-limited queue left a claim short: wake when its oldest start leaves the window. */
+  private async scheduleRateWake(): Promise<void> {
+    const { queues, config } = this.options;
+    const ms = await queues.nextRateCapacity();
+    if (ms === null || !this.running) return;
+    clearTimeout(this.rateTimer);
+    this.rateTimer = setTimeout(() => this.wake(), Math.min(Math.max(1, Math.ceil(ms) + 1), config.pollMs));
+    this.rateTimer.unref();
   }
 
   private roundDone(): void {
@@ -169,14 +223,24 @@ export class JobSource {
       const limit = intake.wanted();
       if (!this.running || limit <= 0) return;
       let claimed: ClaimedJob[];
+      const { queues } = this.options;
       try {
-        claimed = await store.claim({ tasks: config.taskNames, queues: config.queues, limit, leaseMs: config.leaseMs, workerId: config.id });
+        claimed = await store.claim({
+          tasks: config.taskNames,
+          queues: config.queues,
+          limit,
+          free: intake.idleSlots(),
+          leaseMs: config.leaseMs,
+          workerId: config.id,
+        });
+        if (claimed.length < limit && queues.servesRateLimited) await this.scheduleRateWake();
       } catch (err) {
         logger.warn({ err: describe(err) }, 'claim failed; will retry at the next poll');
         return;
       }
       metrics.claims.inc({ result: claimed.length > 0 ? 'jobs' : 'empty' });
       this.moreMayBeWaiting = claimed.length === limit;
+      this.heldBackByLimits = claimed.length < limit && queues.servesLimited;
       if (claimed.length > 0) intake.accept(claimed);
     } while (this.fetchAgain || (this.moreMayBeWaiting && intake.wanted() > 0));
   }

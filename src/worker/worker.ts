@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { JobStore } from '../db/jobstore.js';
 import { createPool, dbErrorDescriber } from '../db/pool.js';
+import { QueueStore } from '../db/queuestore.js';
 import { SkiplockError } from '../errors.js';
 import type { ClaimedJob } from '../job.js';
 import { Pruner } from '../maintenance/pruner.js';
@@ -14,6 +15,7 @@ import { PrefetchBuffer } from './buffer.js';
 import { Executor } from './executor.js';
 import { LeaseKeeper } from './leases.js';
 import { type WorkerConfig, type WorkerOptions, resolveWorkerOptions } from './options.js';
+import { QueueStates } from './queues.js';
 import { JobRun } from './run.js';
 import type { Intake } from './intake.js';
 import { JobSource } from './source.js';
@@ -47,6 +49,7 @@ export class Worker {
   private readonly executor: Executor;
   private readonly leases: LeaseKeeper;
   private readonly source: JobSource;
+  private readonly queues: QueueStates;
   private readonly services: Service[] = [];
   private state: WorkerState = 'idle';
   private stopping: Promise<void> | undefined;
@@ -70,6 +73,8 @@ export class Worker {
         logger.warn({ err: describe(err) }, 'idle database connection failed'),
       );
     const store = new JobStore(this.pool, config.schema, { deleteSucceeded: config.retention.succeededMs === 0 });
+    const queueStore = new QueueStore(this.pool, config.schema);
+    this.queues = new QueueStates(queueStore, config.queues);
     this.buffer = new PrefetchBuffer(config.concurrency, config.prefetch);
     this.executor = new Executor({
       store,
@@ -87,16 +92,18 @@ export class Worker {
       idleSlots: () => config.concurrency - executor.runningCount - buffer.size,
       heldIds: () => [...buffer.runs()].map((r) => r.id).concat(executor.heldIds()),
       accept: (jobs) => this.accept(jobs),
+      paused: (queues) => this.queuesPaused(queues),
     };
     const connection: pg.ClientConfig =
       options.connectionString !== undefined ? { connectionString: options.connectionString } : { ...(options.pool?.options ?? {}) };
-    this.source = new JobSource({ store, config, connection, intake, logger, metrics: this.metrics, describe });
+    this.source = new JobSource({ store, config, connection, intake, queues: this.queues, logger, metrics: this.metrics, describe });
     const { metrics } = this;
     if (config.reaperMs > 0) this.services.push(new Reaper({ store, intervalMs: config.reaperMs, batch: REAP_BATCH, logger, metrics }));
     if (config.pruneMs > 0 && Pruner.needed(config.retention)) {
       this.services.push(new Pruner({ store, retention: config.retention, intervalMs: config.pruneMs, batch: PRUNE_BATCH, logger, metrics }));
     }
     metrics.setQueueDepthSource(() => store.queueDepth());
+    metrics.setQueueSettingsSource(() => queueStore.settings());
   }
 
   /** Jobs running now. */
@@ -165,6 +172,7 @@ export class Worker {
     // Jobs handed to this worker whose notification never arrived go back at once.
     await this.source.handBackUnknown();
     this.metrics.setQueueDepthSource(undefined);
+    this.metrics.setQueueSettingsSource(undefined);
     if (this.ownsPool) await this.pool.end().catch(() => undefined);
     this.state = 'stopped';
     this.logger.info({ handedBack: unfinished.length }, 'worker stopped');
@@ -193,8 +201,26 @@ export class Worker {
       void this.leases.handBack(runs);
       return;
     }
-    for (const run of runs) this.buffer.push(run);
+    const back: JobRun[] = [];
+    for (const run of runs) {
+      // A claim or hand-off that raced with its queue's pause: not started.
+      if (this.queues.isPaused(run.job.queue)) back.push(run);
+      else this.buffer.push(run);
+    }
+    if (back.length > 0) this.handBackPaused(back);
     this.startBuffered();
+  }
+
+  /** Queues just paused: their buffered jobs (not started) go back to the queue. */
+  private queuesPaused(queues: readonly string[]): void {
+    const paused = new Set(queues);
+    const back = [...this.buffer.runs()].filter((run) => paused.has(run.job.queue));
+    if (back.length > 0) this.handBackPaused(back);
+  }
+
+  private handBackPaused(runs: JobRun[]): void {
+    this.logger.info({ jobs: runs.length, queues: [...new Set(runs.map((r) => r.job.queue))] }, 'jobs of paused queues handed back');
+    void this.leases.handBack(runs);
   }
 
   /**

@@ -1,0 +1,55 @@
+import type { QueueSettings, QueueStore } from '../db/queuestore.js';
+
+/**
+ * What a worker knows of its queues' settings (the queues table): which are paused, and
+ * whether any has a limit. Re-read at start, when a change is announced (NOTIFY on the
+ * queues channel), after the listener reconnects and at every poll, so a change reaches a
+ * worker that missed its notification within one poll interval. The claim checks the
+ * table itself; this copy serves what happens outside a claim: jobs already buffered or
+ * handed off, and when to claim again.
+ */
+export class QueueStates {
+  private paused = new Set<string>();
+  private limited = false;
+  private rateLimited = false;
+
+  constructor(
+    private readonly store: QueueStore,
+    /** The worker's queues; undefined: all. */
+    private readonly queues: readonly string[] | undefined,
+  ) {}
+
+  /** Re-reads the settings; returns the queues of this worker paused since the last read. */
+  async refresh(): Promise<string[]> {
+    const settings = (await this.store.settings()).filter((s) => this.serves(s));
+    const before = this.paused;
+    this.paused = new Set(settings.filter((s) => s.paused).map((s) => s.name));
+    const live = settings.filter((s) => !s.paused);
+    this.limited = live.some((s) => s.concurrencyLimit !== null || s.rateLimit !== null);
+    this.rateLimited = live.some((s) => s.rateLimit !== null);
+    return [...this.paused].filter((name) => !before.has(name));
+  }
+
+  isPaused(queue: string): boolean {
+    return this.paused.has(queue);
+  }
+
+  /** Whether a queue of this worker has a concurrency or rate limit. */
+  get servesLimited(): boolean {
+    return this.limited;
+  }
+
+  /** Whether a queue of this worker has a rate limit. */
+  get servesRateLimited(): boolean {
+    return this.rateLimited;
+  }
+
+  /** Ms until a rate-limited queue of this worker may have room again; null: none is waiting for room. */
+  nextRateCapacity(): Promise<number | null> {
+    return this.store.nextRateCapacity(this.queues);
+  }
+
+  private serves(settings: QueueSettings): boolean {
+    return this.queues === undefined || this.queues.includes(settings.name);
+  }
+}
