@@ -22,16 +22,24 @@
 --    key's running jobs in a later statement, which under READ COMMITTED sees everything
 --    committed before the lock was granted. A full key is passed over, so its waiting jobs
 --    never hold up the jobs behind them.
--- 3. Queues (the queues table, migration 0008): a paused queue is left out from the start.
+-- 3. Queues (the queues table, migration 0008): a paused queue is left out from the start,
+--    and a queue is checked again once this call holds its lock: a queue without limits
+--    has an advisory "pause lock", taken shared here before its rows are scanned and
+--    exclusively by a pause (sql/queries/queues.sql, change), so a pause returns only
+--    after every claim that found the queue active has committed, and a claim that comes
+--    later sees it paused.
 --    A queue with a concurrency or rate limit is claimed from under its row's lock (FOR
 --    UPDATE), taken before its running jobs and recent starts are counted in later
 --    statements (which see everything committed before the lock was granted), so claimers
 --    in every process take turns and never start more than the limits allow. The first
---    such lock of a call waits for its turn; a call that holds one already passes a busy
---    queue over (SKIP LOCKED), so claimers never deadlock. A limited queue gives at most
+--    queue lock of a call (row or pause lock) waits for its turn; a call that holds one
+--    already passes a busy queue over (SKIP LOCKED, try-lock), so claimers never deadlock. A limited queue gives at most
 --    p_free jobs to a call (the worker's idle slots: no prefetch from it, so one worker
 --    cannot hoard a limit that others could run), and a rate-limited queue's starts are
---    logged in queue_starts (rows older than the window are deleted as it goes).
+--    logged in queue_starts (rows older than the window are deleted as it goes). The time
+--    of a limited queue's starts is the moment its lock was granted (clock_timestamp),
+--    not the claim's now(): a claim that waited for the lock must not count its window
+--    from a time before rows it cannot see yet were deleted by the claims that went first.
 -- 4. The chosen rows are claimed in one UPDATE, which bumps the attempt and issues each row
 --    a lease token (lease_token.sql): the fencing token of every later write.
 -- 5. The claim commits with synchronous_commit = off (set locally): it does not wait for its
@@ -77,7 +85,11 @@ DECLARE
   v_lq text[] := '{}';          -- limited queues met in this call,
   v_lcap integer[] := '{}';     -- what each may still give,
   v_ltaken integer[] := '{}';   -- what each gave,
-  v_lwindow integer[] := '{}';  -- and its rate window (NULL: none, or its row not locked)
+  v_lwindow integer[] := '{}';  -- and its rate window (NULL: none, or its row not locked),
+  v_lat timestamptz[] := '{}';  -- and when its row lock was granted (its jobs' start time)
+  v_at timestamptz;
+  v_shared text[] := '{}';      -- other queues whose pause lock this call holds (shared)
+  v_got boolean;
   v_locks integer := 0;         -- queue rows locked in this call
   v_free integer := greatest(p_free, 0);   -- limited-queue jobs this call may still take
   v_settings {{schema}}.queues;
@@ -151,8 +163,12 @@ BEGIN
           SELECT s.* INTO v_settings FROM {{schema}}.queues AS s WHERE s.name = v_pair_queues[v_pair] FOR UPDATE SKIP LOCKED;
         END IF;
         v_cap := 0;
+        v_at := NULL;
         IF FOUND THEN
           v_locks := v_locks + 1;
+          -- The time of this claim's turn: later than the commit of every claim that held
+          -- the lock before, so starts are logged (and deleted) in lock order.
+          v_at := clock_timestamp();
         ELSE
           v_settings := NULL;   -- another claimer holds it: passed over this time
         END IF;
@@ -167,7 +183,7 @@ BEGIN
           IF v_settings.rate_limit IS NOT NULL THEN
             SELECT coalesce(sum(r.n), 0) INTO v_started
             FROM {{schema}}.queue_starts AS r
-            WHERE r.queue = v_settings.name AND r.claimed_at > now() - v_settings.rate_window_ms * interval '1 millisecond';
+            WHERE r.queue = v_settings.name AND r.claimed_at > v_at - v_settings.rate_window_ms * interval '1 millisecond';
             v_cap := least(v_cap, v_settings.rate_limit - v_started)::integer;
           END IF;
         ELSE
@@ -177,17 +193,38 @@ BEGIN
         v_lcap := v_lcap || greatest(v_cap, 0);
         v_ltaken := v_ltaken || 0;
         v_lwindow := v_lwindow || v_settings.rate_window_ms;
+        v_lat := v_lat || v_at;
         v_li := cardinality(v_lq);
       END IF;
       v_take := least(v_take, v_lcap[v_li], v_free);
-      IF v_take <= 0 THEN
-        -- The queue's limit (or this worker's idle slots) is used up: all its pairs are spent.
-        SELECT v_spent || coalesce(array_agg(p.n::integer), '{}') INTO v_spent
-        FROM unnest(v_pair_queues) WITH ORDINALITY AS p (queue, n)
-        WHERE p.queue = v_pair_queues[v_pair];
-        CONTINUE WHEN v_round < 16;
-        EXIT;
+    ELSIF v_pair_queues[v_pair] <> ALL (v_shared) THEN
+      -- A queue without limits: its pause lock, shared (a pause takes it exclusively, so it
+      -- waits for this claim to commit), then whether it was paused meanwhile, in a later
+      -- statement. Wait only while holding no other queue lock, as above.
+      IF v_locks = 0 THEN
+        PERFORM pg_advisory_xact_lock_shared(hashtext('skiplock.queue:{{schema}}'), hashtext(v_pair_queues[v_pair]));
+        v_got := true;
+      ELSE
+        v_got := pg_try_advisory_xact_lock_shared(hashtext('skiplock.queue:{{schema}}'), hashtext(v_pair_queues[v_pair]));
       END IF;
+      IF v_got THEN
+        v_locks := v_locks + 1;
+        v_shared := v_shared || v_pair_queues[v_pair];
+        IF EXISTS (SELECT 1 FROM {{schema}}.queues AS s WHERE s.name = v_pair_queues[v_pair] AND s.paused) THEN
+          v_take := 0;
+        END IF;
+      ELSE
+        v_take := 0;
+      END IF;
+    END IF;
+    IF v_take <= 0 THEN
+      -- The queue's limit (or this worker's idle slots) is used up, or it is paused or busy:
+      -- all its pairs are spent.
+      SELECT v_spent || coalesce(array_agg(p.n::integer), '{}') INTO v_spent
+      FROM unnest(v_pair_queues) WITH ORDINALITY AS p (queue, n)
+      WHERE p.queue = v_pair_queues[v_pair];
+      CONTINUE WHEN v_round < 16;
+      EXIT;
     END IF;
     v_before := cardinality(v_ids);
     -- One set-based statement locks the best pair's next candidates in claim order.
@@ -246,17 +283,18 @@ BEGIN
     IF v_li IS NOT NULL THEN
       v_lcap[v_li] := v_lcap[v_li] - (cardinality(v_ids) - v_before);
       v_ltaken[v_li] := v_ltaken[v_li] + (cardinality(v_ids) - v_before);
-      v_free := v_free - (cardinality(v_ids) - v_before);
     END IF;
+    -- Every job taken fills an idle slot first: a limited queue gets only what is left.
+    v_free := v_free - (cardinality(v_ids) - v_before);
     EXIT WHEN cardinality(v_ids) >= p_limit OR v_round >= 16;
   END LOOP;
   -- The starts of rate-limited queues, under their rows' locks.
   FOR i IN 1 .. cardinality(v_lq) LOOP
     CONTINUE WHEN v_lwindow[i] IS NULL;
     DELETE FROM {{schema}}.queue_starts AS r
-    WHERE r.queue = v_lq[i] AND r.claimed_at <= now() - v_lwindow[i] * interval '1 millisecond';
+    WHERE r.queue = v_lq[i] AND r.claimed_at <= v_lat[i] - v_lwindow[i] * interval '1 millisecond';
     IF v_ltaken[i] > 0 THEN
-      INSERT INTO {{schema}}.queue_starts (queue, claimed_at, n) VALUES (v_lq[i], now(), v_ltaken[i]);
+      INSERT INTO {{schema}}.queue_starts (queue, claimed_at, n) VALUES (v_lq[i], v_lat[i], v_ltaken[i]);
     END IF;
   END LOOP;
   IF cardinality(v_ids) = 0 THEN
@@ -269,7 +307,8 @@ BEGIN
       lease_token = {{schema}}.lease_token(v_nonce, j.id),
       lease_expires_at = now() + p_lease_ms * interval '1 millisecond',
       locked_by = p_worker,
-      started_at = now()
+      -- a limited queue's jobs start at the claim's turn (as logged), the others at now()
+      started_at = CASE WHEN cardinality(v_lq) = 0 THEN now() ELSE coalesce(v_lat[array_position(v_lq, j.queue)], now()) END
   WHERE j.id = ANY (v_ids)
   RETURNING j.*;
 END

@@ -44,15 +44,19 @@ SELECT EXISTS (SELECT 1 FROM {{schema}}.queues WHERE name = $1::text)
 -- name: change
 -- Creates or changes a queue's row: $2 paused (NULL: unchanged); $3 whether to set the
 -- concurrency limit to $4 (NULL: none); $5 whether to set the rate limit to $6 starts per
--- $7 ms (NULL: none). Claims of a limited queue hold its row's lock, so this waits for a
--- claim in progress: once it returns, every later claim goes by the new settings. One
--- NOTIFY ($8, the queues channel) tells workers. Returns the row as it is now.
+-- $7 ms (NULL: none). It first takes the queue's pause lock exclusively (claims of a queue
+-- without limits hold it shared) and then the row (claims of a limited queue hold its row
+-- lock), so it waits for the claims in progress: once it returns, every claim that found
+-- the old settings has committed and every later claim goes by the new ones (see
+-- sql/functions/claim_jobs.sql). One NOTIFY ($8, the queues channel) tells workers, with
+-- the payload "<state>:<queue>", state "paused" or "active". Returns the row as it is now.
 WITH up AS (
   INSERT INTO {{schema}}.queues AS s (name, paused, concurrency_limit, rate_limit, rate_window_ms)
-  VALUES ($1::text, coalesce($2::boolean, false),
-          CASE WHEN $3::boolean THEN $4::int END,
-          CASE WHEN $5::boolean THEN $6::int END,
-          CASE WHEN $5::boolean THEN $7::int END)
+  SELECT $1::text, coalesce($2::boolean, false),
+         CASE WHEN $3::boolean THEN $4::int END,
+         CASE WHEN $5::boolean THEN $6::int END,
+         CASE WHEN $5::boolean THEN $7::int END
+  FROM (SELECT pg_advisory_xact_lock(hashtext('skiplock.queue:{{schema}}'), hashtext($1::text))) AS pause_lock (x)
   ON CONFLICT (name) DO UPDATE
   SET paused = coalesce($2::boolean, s.paused),
       concurrency_limit = CASE WHEN $3::boolean THEN $4::int ELSE s.concurrency_limit END,
@@ -62,7 +66,7 @@ WITH up AS (
   RETURNING s.name, s.paused, s.concurrency_limit AS "concurrencyLimit", s.rate_limit AS "rateLimit",
             s.rate_window_ms AS "rateWindowMs"
 )
-SELECT up.*, pg_notify($8::text, up.name) AS notified FROM up;
+SELECT up.*, pg_notify($8::text, CASE WHEN up.paused THEN 'paused:' ELSE 'active:' END || up.name) AS notified FROM up;
 
 -- name: nextRateCapacity
 -- For a worker whose claim came back short: ms until the soonest start of a rate-limited

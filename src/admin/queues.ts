@@ -75,17 +75,17 @@ export class Queues {
   }
 
   /** Pauses a queue: no more claims or hand-offs of its jobs; running jobs finish. */
-  pause(queue: string, options: QueueCreateOptions = {}): Promise<QueueSettings> {
+  async pause(queue: string, options: QueueCreateOptions = {}): Promise<QueueSettings> {
     return this.change(queue, { paused: true }, options.create ?? false);
   }
 
   /** Resumes a paused queue (workers claim its jobs at once). */
-  resume(queue: string): Promise<QueueSettings> {
+  async resume(queue: string): Promise<QueueSettings> {
     return this.change(queue, { paused: false }, false);
   }
 
   /** Sets or clears a queue's limits (see QueueLimits). */
-  setLimits(queue: string, limits: QueueLimits, options: QueueCreateOptions = {}): Promise<QueueSettings> {
+  async setLimits(queue: string, limits: QueueLimits, options: QueueCreateOptions = {}): Promise<QueueSettings> {
     const { concurrencyLimit, rateLimit } = limits;
     if (concurrencyLimit === undefined && rateLimit === undefined) throw new SkiplockError('no limit given: set concurrencyLimit or rateLimit (null clears one)');
     return this.change(

@@ -16,8 +16,8 @@ export interface ListenerOptions {
   onLost?: () => void;
   /** This worker's own channel for hand-offs, whose payloads are passed on as text. */
   handoff?: { channel: string; onPayload: (text: string) => void };
-  /** The schema's queues channel: a queue's settings changed (payload ignored). */
-  queues?: { channel: string; onNotify: () => void };
+  /** The schema's queues channel: a queue's settings changed (payload passed on as text). */
+  queues?: { channel: string; onNotify: (payload: string) => void };
 }
 
 /**
@@ -45,7 +45,7 @@ export class Listener {
     const { handoff } = options;
     if (handoff) notifications.on(handoff.channel, (payload: unknown) => handoff.onPayload(typeof payload === 'string' ? payload : ''));
     const { queues } = options;
-    if (queues) notifications.on(queues.channel, () => queues.onNotify());
+    if (queues) notifications.on(queues.channel, (payload: unknown) => queues.onNotify(typeof payload === 'string' ? payload : ''));
     events.on('connected', () => {
       this.connected = true;
       if (this.everConnected) {

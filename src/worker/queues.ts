@@ -30,6 +30,21 @@ export class QueueStates {
     return [...this.paused].filter((name) => !before.has(name));
   }
 
+  /**
+   * A change announced on the queues channel ("paused:<queue>" or "active:<queue>"): a pause
+   * of one of this worker's queues counts at once, before any notification after it is
+   * handled (a hand-off that committed after the pause is then handed back). Returns the
+   * queue when it was newly paused here. Anything else is left to refresh().
+   */
+  noteChange(payload: string): string | undefined {
+    const match = /^(paused|active):(.+)$/.exec(payload);
+    if (!match || match[1] !== 'paused') return undefined;
+    const queue = match[2]!;
+    if ((this.queues !== undefined && !this.queues.includes(queue)) || this.paused.has(queue)) return undefined;
+    this.paused = new Set([...this.paused, queue]);
+    return queue;
+  }
+
   isPaused(queue: string): boolean {
     return this.paused.has(queue);
   }

@@ -108,7 +108,14 @@ export class JobSource {
       },
       queues: {
         channel: queuesChannelFor(config.schema),
-        onNotify: () => void this.refreshQueues().then(() => this.wake()),
+        onNotify: (payload) => {
+          const paused = options.queues.noteChange(payload);
+          if (paused !== undefined && this.running) {
+            logger.info({ queues: [paused] }, 'queues paused');
+            intake.paused([paused]);
+          }
+          void this.refreshQueues().then(() => this.wake());
+        },
       },
     });
   }
@@ -233,10 +240,12 @@ export class JobSource {
           leaseMs: config.leaseMs,
           workerId: config.id,
         });
-        if (claimed.length < limit && queues.servesRateLimited) await this.scheduleRateWake();
       } catch (err) {
         logger.warn({ err: describe(err) }, 'claim failed; will retry at the next poll');
         return;
+      }
+      if (claimed.length < limit && queues.servesRateLimited) {
+        void this.scheduleRateWake().catch((err: unknown) => logger.warn({ err: describe(err) }, 'could not read the queue settings; will retry at the next poll'));
       }
       metrics.claims.inc({ result: claimed.length > 0 ? 'jobs' : 'empty' });
       this.moreMayBeWaiting = claimed.length === limit;
