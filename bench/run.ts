@@ -1,11 +1,12 @@
 /**
  * npm run bench [-- --scenario <name>[,...]] [--system <name>[,...]] [--quick] [--out <file>]
  *
- * Runs every scenario for skiplock, graphile-worker and pg-boss, each scenario x system in a
+ * Runs every scenario for skiplock, graphile-worker and pg-boss (and the drains for
+ * skiplock-defaults, skiplock with its library defaults), each scenario x system in a
  * fresh database (created here, dropped afterwards, also on failure or Ctrl-C) and in a
  * process of its own (bench/scenario.ts, which forks worker processes where needed). Prints
  * one JSON line per scenario x system with its figures and conditions, then one line with the
- * skiplock/peer ratios, and writes the same lines to bench/results/latest.jsonl (or --out).
+ * skiplock/peer ratios (and isolation/drain_c10 per system), and writes the same lines to bench/results/latest.jsonl (or --out).
  * Exits 1 if any scenario failed.
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
@@ -17,22 +18,26 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { SCENARIOS, SYSTEMS, type ScenarioName, type SystemName, errorText, isScenario, isSystem, round, sleep } from './lib/common.js';
+import { SCENARIOS, SYSTEMS, type ScenarioName, type SystemName, errorText, isScenario, isSystem, round, runsIn, sleep } from './lib/common.js';
 import { connectionsNeeded, scenarioParams } from './lib/params.js';
 import { type FromScenario, type ScenarioRequest, exited, forkTs, killGroup, send } from './lib/proc.js';
-import { RATIO_NOTE, type ResultLine, numberAt, ratios } from './lib/report.js';
+import { ISOLATION_NOTE, RATIO_NOTE, type ResultLine, isolationRatios, numberAt, ratios } from './lib/report.js';
 import { loadAdapter } from './systems/index.js';
 
 const SCENARIO_TIMEOUT_MS = 300_000;
+/** Isolation scenarios queue a backlog of 1,000,000 jobs first (untimed, but it takes a while). */
+const BACKLOG_SCENARIO_TIMEOUT_MS = 900_000;
 const HEADROOM_WAIT_MS = 60_000;
 const DEFAULT_OUT = fileURLToPath(new URL('./results/latest.jsonl', import.meta.url));
-const SHORT: Readonly<Record<SystemName, string>> = { skiplock: 'skiplock', 'graphile-worker': 'graphile', 'pg-boss': 'pgboss' };
+const SHORT: Readonly<Record<SystemName, string>> = { skiplock: 'skiplock', 'skiplock-defaults': 'skiplockdef', 'graphile-worker': 'graphile', 'pg-boss': 'pgboss' };
 
 function usage(): string {
   return [
     'usage: npm run bench -- [--scenario <name>[,<name>...]] [--system <name>[,<name>...]] [--quick] [--out <file>]',
     `  scenarios: ${SCENARIOS.join(', ')}`,
+    '             (isolation_*: drain_c10 behind an untimed backlog of 1,000,000 jobs the worker must not take; compared with drain_c10)',
     `  systems:   ${SYSTEMS.join(', ')}`,
+    '             (skiplock: tuned, prefetch 1000 and keepSucceededMs 0; skiplock-defaults: library defaults, drain_* scenarios only)',
     '  --quick    smaller sizes and shorter runs (a smoke test, not for comparison)',
     '  BENCH_DATABASE_URL: server to use (default postgres://postgres@127.0.0.1:5432/postgres); each run creates and drops its own databases there',
   ].join('\n');
@@ -161,6 +166,7 @@ async function runOne(
   quick: boolean,
 ): Promise<{ figures: Record<string, unknown>; conditions: Record<string, unknown> }> {
   const name = `bench_${SHORT[system]}_${scenario}_${randomBytes(3).toString('hex')}`;
+  const timeoutMs = scenarioParams(scenario, quick).backlog ? BACKLOG_SCENARIO_TIMEOUT_MS : SCENARIO_TIMEOUT_MS;
   liveDatabases.add(name);
   await admin.query(`CREATE DATABASE "${name}"`);
   const child = forkTs('scenario.ts', { detached: true });
@@ -174,7 +180,7 @@ async function runOne(
     });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`scenario timed out after ${SCENARIO_TIMEOUT_MS / 1000} s`)), SCENARIO_TIMEOUT_MS);
+      timer = setTimeout(() => reject(new Error(`scenario timed out after ${timeoutMs / 1000} s`)), timeoutMs);
     });
     const request: ScenarioRequest = { type: 'run', scenario, system, url: databaseUrl(baseUrl, name), quick };
     await send(child, request);
@@ -219,6 +225,10 @@ async function main(): Promise<number> {
   try {
     for (const scenario of cli.scenarios) {
       for (const system of cli.systems) {
+        if (!runsIn(system, scenario)) {
+          process.stderr.write(`bench: ${scenario} / ${system} skipped (${system} runs in the drain_* scenarios only)\n`);
+          continue;
+        }
         const adapter = await loadAdapter(system);
         versions[system] = adapter.version;
         const params = scenarioParams(scenario, cli.quick);
@@ -279,6 +289,8 @@ async function main(): Promise<number> {
     note: RATIO_NOTE,
     versions,
     ratios: ratios(figureOf, cli.scenarios),
+    isolation_note: ISOLATION_NOTE,
+    isolation_vs_drain_c10: isolationRatios(figureOf, cli.scenarios, cli.systems),
     failures,
     total_s: round((performance.now() - started) / 1000, 1),
   });

@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import {
+  type BacklogKind,
   type Payload,
   type ScenarioName,
   errorText,
@@ -20,7 +21,7 @@ import { Fleet } from './lib/fleet.js';
 import { type ScenarioParams, scenarioParams } from './lib/params.js';
 import { type FromScenario, type ScenarioRequest, type WorkerFinal, send } from './lib/proc.js';
 import { loadAdapter } from './systems/index.js';
-import type { SystemAdapter } from './systems/types.js';
+import { BACKLOG_CHUNK, type ProducerHandle, type SystemAdapter } from './systems/types.js';
 
 const DRAIN_TIMEOUT_MS = 180_000;
 const SETTLE_MS = 500;
@@ -128,24 +129,49 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/**
+ * Isolation scenarios (untimed): queues the backlog the workers must not take. No VACUUM or
+ * ANALYZE follows (the shared server runs without autovacuum, like drain_c10's table): the
+ * drain meets the table as the enqueue left it.
+ */
+async function queueBacklog(adapter: SystemAdapter, producer: ProducerHandle, spec: { kind: BacklogKind; jobs: number }) {
+  if (!producer.enqueueBacklog) throw new Error(`${adapter.name} cannot queue a backlog (no enqueueBacklog)`);
+  const t0 = performance.now();
+  const backlog = await producer.enqueueBacklog(spec.kind, spec.jobs);
+  const enqueueMs = performance.now() - t0;
+  const conditions = {
+    kind: spec.kind,
+    jobs: spec.jobs,
+    placement: backlog.placement,
+    calls: Math.ceil(spec.jobs / BACKLOG_CHUNK),
+    jobs_per_call: BACKLOG_CHUNK,
+    enqueue_s: round(enqueueMs / 1000, 2),
+    enqueue_jobs_per_s: perSecond(spec.jobs, enqueueMs),
+    note: 'queued (untimed) before the worker processes start, ahead of their own jobs in claim order',
+  };
+  return { backlog, conditions };
+}
+
 async function drain({ adapter, url, params }: Context): Promise<Outcome> {
   const jobs = need(params.jobs, 'jobs');
   const processes = need(params.processes, 'processes');
   const concurrency = need(params.concurrency, 'concurrency');
   const warmup = need(params.warmupJobs, 'warmupJobs');
   const rounds = need(params.rounds, 'rounds');
-  fleet = await Fleet.start(processes, { system: adapter.name, url, concurrency, latencyFromIndex: -1 });
   const checker = new pg.Client({ connectionString: url });
   await checker.connect();
   const producer = await adapter.producer(url, 1);
   try {
+    const queued = params.backlog ? await queueBacklog(adapter, producer, params.backlog) : undefined;
+    const isolation = params.backlog?.kind;
+    fleet = await Fleet.start(processes, { system: adapter.name, url, concurrency, latencyFromIndex: -1, ...(isolation ? { isolation } : {}) });
     const current = fleet;
     const settled = async (): Promise<number> => {
       let polls = 0;
       const from = performance.now();
       for (;;) {
         polls += 1;
-        if ((await adapter.remaining(checker)) === 0) return polls;
+        if ((await adapter.remaining(checker, queued?.backlog)) === 0) return polls;
         await sleep(5);
         if (performance.now() - from > DRAIN_TIMEOUT_MS) throw new Error('jobs were started but not all recorded as finished');
       }
@@ -203,6 +229,7 @@ async function drain({ adapter, url, params }: Context): Promise<Outcome> {
         load_jobs_per_s: Math.round(median(results.map((x) => x.load_jobs_per_s))),
         handled,
         duplicates: handled - rounds * jobs,
+        ...(queued ? { backlog_taken: finals.reduce((n, f) => n + f.backlogTaken, 0) } : {}),
         ...workerErrors(finals),
       },
       conditions: {
@@ -212,7 +239,8 @@ async function drain({ adapter, url, params }: Context): Promise<Outcome> {
         concurrency_per_process: concurrency,
         warmup_jobs: warmup,
         load: `per round, one bulk enqueue call of ${jobs} jobs while the workers were idle; ${rounds} rounds after an untimed warm-up drain of ${warmup} jobs; figures are the median round`,
-        worker: adapter.workerConfig(concurrency),
+        ...(queued ? { backlog: queued.conditions } : {}),
+        worker: adapter.workerConfig(concurrency, isolation),
         clock_offsets_ms: current.clockOffsetsMs.map((o) => round(o, 3)),
       },
     };
@@ -369,6 +397,11 @@ const RUNNERS: Readonly<Record<ScenarioName, (ctx: Context) => Promise<Outcome>>
   drain_1proc: drain,
   drain_2proc: drain,
   drain_4proc: drain,
+  drain_8proc: drain,
+  drain_c10: drain,
+  drain_c32: drain,
+  isolation_queue: drain,
+  isolation_task: drain,
   latency_low: latency,
   latency_high: latency,
   mixed,

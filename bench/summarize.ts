@@ -3,16 +3,22 @@
  *
  * Medians over several runs of `npm run bench` (use --out to keep each run's lines): one
  * Markdown table row per scenario x system with the median of each headline figure (and the
- * spread), then the skiplock/peer ratios of those medians as a JSON line.
+ * spread), then the skiplock/peer ratios of those medians as a JSON line, and, for the
+ * isolation scenarios, each system's median behind the backlog over its median drain_c10.
  */
 import { readFileSync } from 'node:fs';
 import { SCENARIOS, SYSTEMS, type ScenarioName, type SystemName, percentile, round } from './lib/common.js';
-import { HEADLINES, RATIO_NOTE, type ResultLine, numberAt, ratios } from './lib/report.js';
+import { HEADLINES, ISOLATION_NOTE, RATIO_NOTE, type ResultLine, isolationRatios, numberAt, ratios } from './lib/report.js';
 
 const EXTRA: Readonly<Partial<Record<ScenarioName, readonly string[]>>> = {
   drain_1proc: ['started_jobs_per_s'],
   drain_2proc: ['started_jobs_per_s'],
   drain_4proc: ['started_jobs_per_s'],
+  drain_8proc: ['started_jobs_per_s'],
+  drain_c10: ['started_jobs_per_s'],
+  drain_c32: ['started_jobs_per_s'],
+  isolation_queue: ['started_jobs_per_s', 'backlog_taken'],
+  isolation_task: ['started_jobs_per_s', 'backlog_taken'],
   latency_low: ['p90_ms', 'achieved_rate'],
   latency_high: ['p90_ms', 'achieved_rate'],
   mixed: ['enqueued_per_s', 'p50_ms', 'backlog_at_end'],
@@ -69,6 +75,11 @@ function main(files: readonly string[]): void {
   out.push('');
   const medianRatios = ratios((scenario, system, metric) => median(samples(scenario, system, metric)), scenarios);
   out.push(JSON.stringify({ type: 'median_ratios', note: RATIO_NOTE, runs: files.length, ratios: medianRatios }));
+  const systems = SYSTEMS.filter((system) => results.some((r) => r.system === system));
+  const isolation = isolationRatios((scenario, system, metric) => median(samples(scenario, system, metric)), scenarios, systems);
+  if (Object.keys(isolation).length > 0) {
+    out.push(JSON.stringify({ type: 'median_isolation_ratios', note: ISOLATION_NOTE, runs: files.length, isolation_vs_drain_c10: isolation }));
+  }
   process.stdout.write(`${out.join('\n')}\n`);
 }
 

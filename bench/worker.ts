@@ -3,9 +3,10 @@
  * and reports to its parent over IPC how many jobs it has started (every 10 ms while that
  * changes), when the first and the latest timed job of the current round started (warm-up
  * jobs and earlier rounds have lower indexes) and, at the end, each job's enqueue-to-start
- * latency.
+ * latency. Backlog jobs of the isolation scenarios, should the system hand one over, are
+ * counted apart (backlogTaken), never as handled.
  */
-import { type Payload, errorText, nowMs } from './lib/common.js';
+import { BACKLOG_INDEX, type Payload, errorText, nowMs } from './lib/common.js';
 import { type FromWorker, type ToWorker, type WorkerInit, send } from './lib/proc.js';
 import { loadAdapter } from './systems/index.js';
 import type { WorkerHandle } from './systems/types.js';
@@ -14,6 +15,8 @@ const REPORT_EVERY_MS = 10;
 const STOP_TIMEOUT_MS = 10_000;
 
 let handled = 0;
+/** Backlog jobs of an isolation scenario that the system handed to this worker anyway. */
+let backlogTaken = 0;
 let lastAt = 0;
 let firstAt = 0;
 /** Jobs with payload.i below this (warm-up, earlier rounds) are counted but not timed. */
@@ -39,8 +42,13 @@ async function init(message: WorkerInit): Promise<void> {
   const from = message.latencyFromIndex;
   worker = await adapter.startWorker(message.url, {
     concurrency: message.concurrency,
+    ...(message.isolation !== undefined ? { isolation: message.isolation } : {}),
     onJob: (payload: Payload) => {
       const at = nowMs();
+      if (payload.i === BACKLOG_INDEX) {
+        backlogTaken += 1;
+        return;
+      }
       handled += 1;
       // Warm-up jobs (negative index) and earlier rounds are counted but not timed.
       if (payload.i >= timedFrom) {
@@ -63,7 +71,7 @@ async function stop(): Promise<void> {
   if (timer) clearInterval(timer);
   const stopping = worker?.stop().catch(onError);
   await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, STOP_TIMEOUT_MS).unref())]);
-  await tell({ type: 'final', handled, lastAt, firstAt, latencies, errors, errorCount });
+  await tell({ type: 'final', handled, lastAt, firstAt, latencies, backlogTaken, errors, errorCount });
   process.disconnect();
   // Libraries may keep timers alive after stop; the run is over either way.
   setTimeout(() => process.exit(0), 200).unref();

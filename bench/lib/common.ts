@@ -1,7 +1,11 @@
 import { performance } from 'node:perf_hooks';
 
-/** The systems the harness compares. skiplock is always the numerator of a ratio. */
-export const SYSTEMS = ['skiplock', 'graphile-worker', 'pg-boss'] as const;
+/**
+ * The systems the harness compares. skiplock (tuned: see systems/skiplock.ts) is always the
+ * numerator of a ratio; skiplock-defaults is skiplock with its library defaults, a peer that
+ * runs in the drain scenarios only (see runsIn).
+ */
+export const SYSTEMS = ['skiplock', 'skiplock-defaults', 'graphile-worker', 'pg-boss'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 
 export const SCENARIOS = [
@@ -11,11 +15,40 @@ export const SCENARIOS = [
   'drain_1proc',
   'drain_2proc',
   'drain_4proc',
+  'drain_8proc',
+  'drain_c10',
+  'drain_c32',
+  'isolation_queue',
+  'isolation_task',
   'latency_low',
   'latency_high',
   'mixed',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+
+/** Drains of an otherwise empty table (the scenarios skiplock-defaults runs in). */
+export function isDrain(scenario: ScenarioName): boolean {
+  return scenario.startsWith('drain_');
+}
+
+/** Drains behind a backlog of jobs the worker must not take (see ScenarioParams.backlog). */
+export const ISOLATION_SCENARIOS = ['isolation_queue', 'isolation_task'] as const satisfies readonly ScenarioName[];
+/** The drain the isolation scenarios are compared with: the same sizes without the backlog. */
+export const ISOLATION_BASELINE: ScenarioName = 'drain_c10';
+
+/** Whether a system takes part in a scenario: skiplock-defaults only in the drains, every other system everywhere. */
+export function runsIn(system: SystemName, scenario: ScenarioName): boolean {
+  return system !== 'skiplock-defaults' || isDrain(scenario);
+}
+
+/** Where a backlog the worker must not take goes: another queue (same task), or another task no worker handles (same queue). */
+export type BacklogKind = 'queue' | 'task';
+
+/**
+ * payload.i of every backlog job: worker processes count such jobs apart (backlog_taken)
+ * if their system hands them one, and never as handled jobs.
+ */
+export const BACKLOG_INDEX = -1_000_000_000_000;
 
 export function isSystem(value: string): value is SystemName {
   return (SYSTEMS as readonly string[]).includes(value);

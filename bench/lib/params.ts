@@ -1,4 +1,4 @@
-import type { ScenarioName } from './common.js';
+import type { BacklogKind, ScenarioName } from './common.js';
 
 /** Sizes of each scenario; `quick` shrinks them for a smoke run. */
 export interface ScenarioParams {
@@ -28,6 +28,12 @@ export interface ScenarioParams {
   warmupJobs?: number;
   /** Drains: timed rounds of `jobs` each in the same worker processes (the headline is the median round). */
   rounds?: number;
+  /**
+   * Isolation drains: jobs queued before the workers start (untimed) that they must not take,
+   * ahead of their own in claim order: of the same task in another queue (`queue`), or of a
+   * task no worker handles in the same queue (`task`).
+   */
+  backlog?: { kind: BacklogKind; jobs: number };
 }
 
 export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioParams {
@@ -40,34 +46,26 @@ export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioPara
     case 'bulk_enqueue':
       return { description: 'bulk enqueue calls of batchSize jobs, one after another, from 1 caller', jobs: q(50_000, 5000), batchSize: 1000, callers: 1, producerPool: 1 };
     case 'drain_1proc':
-      return {
-        description: 'workers started idle and warmed up by an untimed drain, then jobs committed in one bulk call; time from commit to the last job recorded as finished',
-        jobs: q(20_000, 2000),
-        warmupJobs: q(10_000, 200),
-        rounds: q(5, 1),
-        processes: 1,
-        concurrency: 20,
-        producerPool: 1,
-      };
+      return drain(quick, 'workers started idle and warmed up by an untimed drain, then jobs committed in one bulk call; time from commit to the last job recorded as finished', 1, 20);
     case 'drain_2proc':
-      return {
-        description: 'as drain_1proc with 2 worker processes',
-        jobs: q(20_000, 2000),
-        warmupJobs: q(10_000, 200),
-        rounds: q(5, 1),
-        processes: 2,
-        concurrency: 10,
-        producerPool: 1,
-      };
+      return drain(quick, 'as drain_1proc with 2 worker processes', 2, 10);
     case 'drain_4proc':
+      return drain(quick, 'as drain_1proc with 4 worker processes', 4, 10);
+    case 'drain_8proc':
+      return drain(quick, 'as drain_1proc with 8 worker processes of concurrency 5 (the total concurrency of drain_4proc)', 8, 5);
+    case 'drain_c10':
+      return drain(quick, 'as drain_1proc with 1 worker process of concurrency 10', 1, 10);
+    case 'drain_c32':
+      return drain(quick, 'as drain_1proc with 1 worker process of concurrency 32', 1, 32);
+    case 'isolation_queue':
       return {
-        description: 'as drain_1proc with 4 worker processes',
-        jobs: q(20_000, 2000),
-        warmupJobs: q(10_000, 200),
-        rounds: q(5, 1),
-        processes: 4,
-        concurrency: 10,
-        producerPool: 1,
+        ...drain(quick, 'as drain_c10 behind a backlog (queued untimed before the workers start) of jobs of the same task in another queue, which the worker must not take', 1, 10),
+        backlog: { kind: 'queue', jobs: backlogJobs(q(1_000_000, 20_000)) },
+      };
+    case 'isolation_task':
+      return {
+        ...drain(quick, 'as drain_c10 behind a backlog (queued untimed before the workers start) of jobs of a task no worker handles, in the same queue', 1, 10),
+        backlog: { kind: 'task', jobs: backlogJobs(q(1_000_000, 20_000)) },
       };
     case 'latency_low':
       return {
@@ -102,6 +100,28 @@ export function scenarioParams(name: ScenarioName, quick: boolean): ScenarioPara
         producerPool: 4,
       };
   }
+}
+
+/** The isolation scenarios' backlog size; BENCH_BACKLOG_JOBS overrides it (to explore, not for published figures). */
+function backlogJobs(fallback: number): number {
+  const raw = process.env.BENCH_BACKLOG_JOBS;
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new Error('BENCH_BACKLOG_JOBS must be a positive integer');
+  return value;
+}
+
+/** A drain: warm-up, then timed rounds of one bulk enqueue each (scenario.ts, drain()). */
+function drain(quick: boolean, description: string, processes: number, concurrency: number): ScenarioParams {
+  return {
+    description,
+    jobs: quick ? 2000 : 20_000,
+    warmupJobs: quick ? 200 : 10_000,
+    rounds: quick ? 1 : 5,
+    processes,
+    concurrency,
+    producerPool: 1,
+  };
 }
 
 /** Server connections a scenario may hold at once, to keep under max_connections. */

@@ -1,6 +1,6 @@
 import { type ChildProcess, type Serializable, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { SystemName } from './common.js';
+import type { BacklogKind, SystemName } from './common.js';
 
 /** The tsx loader, so children run the TypeScript sources directly. */
 const TSX_LOADER = import.meta.resolve('tsx');
@@ -26,6 +26,8 @@ export interface WorkerInit {
   concurrency: number;
   /** Keep the enqueue-to-start latency (payload.t to handler start) of jobs with payload.i >= this; -1: none. */
   latencyFromIndex: number;
+  /** Isolation scenarios: the kind of backlog queued that this worker must not take. */
+  isolation?: BacklogKind;
 }
 
 /** 'round': from now on, first and latest start times count jobs with payload.i >= from only. */
@@ -39,6 +41,8 @@ export interface WorkerFinal {
   /** When this process started its first timed job of the current round (epoch ms, its clock; 0 = none yet). */
   firstAt: number;
   latencies: number[];
+  /** Backlog jobs (payload.i = BACKLOG_INDEX) this process was handed; not in `handled`. */
+  backlogTaken: number;
   errors: string[];
   errorCount: number;
 }

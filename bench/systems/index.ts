@@ -6,6 +6,8 @@ export async function loadAdapter(name: SystemName): Promise<SystemAdapter> {
   switch (name) {
     case 'skiplock':
       return (await import('./skiplock.js')).skiplock;
+    case 'skiplock-defaults':
+      return (await import('./skiplock.js')).skiplockDefaults;
     case 'graphile-worker':
       return (await import('./graphile-worker.js')).graphileWorker;
     case 'pg-boss':

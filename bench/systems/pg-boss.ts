@@ -1,7 +1,7 @@
 import { PgBoss } from 'pg-boss';
 import type pg from 'pg';
-import type { Payload } from '../lib/common.js';
-import { type ProducerHandle, type SystemAdapter, TASK, type WorkerHandle, type WorkerSettings } from './types.js';
+import { BACKLOG_INDEX, type BacklogKind, type Payload } from '../lib/common.js';
+import { BACKLOG_CHUNK, BACKLOG_QUEUE, type Backlog, type ProducerHandle, type SystemAdapter, TASK, type WorkerHandle, type WorkerSettings } from './types.js';
 import { installedVersion } from './version.js';
 
 const SCHEMA = 'pgboss';
@@ -70,6 +70,21 @@ export const pgBoss: SystemAdapter = {
           payloads.map((data) => ({ data })),
         );
       },
+      async enqueueBacklog(kind: BacklogKind, count: number): Promise<Backlog> {
+        // pg-boss's queues are its tasks: a worker works one queue by name, with no task
+        // within it. Another queue is the closest to both kinds of backlog: another queue
+        // of the same jobs (`queue`), and jobs no running worker handles (`task`).
+        await boss.createQueue(BACKLOG_QUEUE, { notify: true });
+        for (let done = 0; done < count; done += BACKLOG_CHUNK) {
+          const n = Math.min(BACKLOG_CHUNK, count - done);
+          await boss.insert(
+            BACKLOG_QUEUE,
+            Array.from({ length: n }, () => ({ data: { i: BACKLOG_INDEX, t: 0 } })),
+          );
+        }
+        const placement = `queue ${BACKLOG_QUEUE} (created like the worker's queue ${TASK}; pg-boss's queues are its tasks, so for either kind of backlog the closest is another queue), in the same job table (partition: false, the default)`;
+        return { kind, jobs: count, placement };
+      },
       close: () => boss.stop({ graceful: false, close: true }),
     };
   },
@@ -97,6 +112,7 @@ export const pgBoss: SystemAdapter = {
   },
 
   async remaining(client: pg.Client): Promise<number> {
+    // The own queue only (by the primary key's leading column, name), with a backlog or without.
     const res = await client.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM ${SCHEMA}.job WHERE name = $1 AND state IN ('created', 'retry', 'active')`,
       [TASK],
