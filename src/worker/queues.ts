@@ -12,6 +12,9 @@ export class QueueStates {
   private paused = new Set<string>();
   private limited = false;
   private rateLimited = false;
+  /** Changes announced by NOTIFY, numbered; a read that began before one keeps it on top. */
+  private notes: Array<{ seq: number; queue: string; paused: boolean }> = [];
+  private seq = 0;
 
   constructor(
     private readonly store: QueueStore,
@@ -21,9 +24,18 @@ export class QueueStates {
 
   /** Re-reads the settings; returns the queues of this worker paused since the last read. */
   async refresh(): Promise<string[]> {
+    const from = this.seq;
     const settings = (await this.store.settings()).filter((s) => this.serves(s));
     const before = this.paused;
-    this.paused = new Set(settings.filter((s) => s.paused).map((s) => s.name));
+    const paused = new Set(settings.filter((s) => s.paused).map((s) => s.name));
+    // Reads may overlap and finish out of order: a change announced after this read began
+    // may be missing from it, so it stays on top.
+    for (const note of this.notes) {
+      if (note.seq <= from) continue;
+      if (note.paused) paused.add(note.queue);
+      else paused.delete(note.queue);
+    }
+    this.paused = paused;
     const live = settings.filter((s) => !s.paused);
     this.limited = live.some((s) => s.concurrencyLimit !== null || s.rateLimit !== null);
     this.rateLimited = live.some((s) => s.rateLimit !== null);
@@ -33,14 +45,18 @@ export class QueueStates {
   /**
    * A change announced on the queues channel ("paused:<queue>" or "active:<queue>"): a pause
    * of one of this worker's queues counts at once, before any notification after it is
-   * handled (a hand-off that committed after the pause is then handed back). Returns the
-   * queue when it was newly paused here. Anything else is left to refresh().
+   * handled (a hand-off that committed after the pause is then handed back); a resume counts
+   * at the refresh that follows. Returns the queue when it was newly paused here.
    */
   noteChange(payload: string): string | undefined {
     const match = /^(paused|active):(.+)$/.exec(payload);
-    if (!match || match[1] !== 'paused') return undefined;
+    if (!match) return undefined;
     const queue = match[2]!;
-    if ((this.queues !== undefined && !this.queues.includes(queue)) || this.paused.has(queue)) return undefined;
+    const paused = match[1] === 'paused';
+    if (this.queues !== undefined && !this.queues.includes(queue)) return undefined;
+    this.notes.push({ seq: ++this.seq, queue, paused });
+    if (this.notes.length > 64) this.notes.shift();
+    if (!paused || this.paused.has(queue)) return undefined;
     this.paused = new Set([...this.paused, queue]);
     return queue;
   }
