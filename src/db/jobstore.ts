@@ -55,6 +55,9 @@ export interface JobStoreOptions {
   synchronousCommit?: boolean;
 }
 
+/** Result batches up to this size are written by a prepared statement (see completeMany). */
+const PREPARED_BATCH = 32;
+
 const SERIALIZATION_FAILURE = '40001';
 const NO_ACTIVE_TRANSACTION = '25P01';
 
@@ -269,9 +272,14 @@ export class JobStore {
    */
   async completeMany(claims: readonly Claim[]): Promise<(id: string) => boolean> {
     const query = this.deleteSucceeded ? this.queries.deleteCompletedMany : this.queries.completeMany;
-    // Unprepared on purpose: planned for the actual arrays, the token check is hashed
-    // (see sql/queries/jobs.sql, completeMany). One row comes back, not one per job.
-    const res = await this.pool.query<{ written: number; ids: string | null }>({ text: query.text, values: [idArray(claims), tokenArray(claims)] });
+    // A large batch runs unprepared: planned for the actual arrays, the token check is hashed
+    // (see sql/queries/jobs.sql, completeMany). A small one (many worker processes each
+    // write a few results at a time) runs prepared: planning would cost more than the
+    // generic plan's token comparisons (at most PREPARED_BATCH^2). One row comes back.
+    const values = [idArray(claims), tokenArray(claims)];
+    const res = await this.pool.query<{ written: number; ids: string | null }>(
+      claims.length <= PREPARED_BATCH ? { ...query, values } : { text: query.text, values },
+    );
     const row = res.rows[0];
     if (row !== undefined && row.written === claims.length) return () => true;
     const written = new Set(parseIdArray(row?.ids));
