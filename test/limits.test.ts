@@ -229,6 +229,37 @@ describe('limits at the SQL level: racing claims', () => {
   });
 });
 
+describe('limits at the SQL level: settings that change under a claim', () => {
+  it('a limit set while a claim waits for another queue\'s lock holds for that claim', async () => {
+    // K reads the settings (lq has no limit), then waits for the row of queue la, held by H.
+    // Meanwhile lq gets a concurrency limit of 1 (set returns at once: K holds nothing of lq
+    // yet). When K goes on to lq, it must not claim it as a queue without limits.
+    await queues.setLimits('la', { concurrencyLimit: 100 }, { create: true });
+    await producer.enqueue('race', {}, { queue: 'la', priority: 0 });
+    await producer.enqueueMany(Array.from({ length: 5 }, () => ({ task: 'race', queue: 'lq', priority: 1 })));
+    const [h, k] = await Promise.all([db.pool.connect(), db.pool.connect()]);
+    try {
+      await h.query('BEGIN');
+      await h.query(`SELECT 1 FROM "${db.schema}".queues WHERE name = 'la' FOR UPDATE`);
+      const kDone = k.query(`SELECT id FROM "${db.schema}".claim_jobs('{race}', '{la,lq}', 10, 10, 60000, 'K')`);
+      await delay(300);
+      await queues.setLimits('lq', { concurrencyLimit: 1 }, { create: true });
+      await h.query('COMMIT');
+      await kDone;
+    } finally {
+      await h.query('ROLLBACK').catch(() => undefined);
+      h.release();
+      k.release();
+    }
+    const [row] = await db.rows<{ n: number }>(`SELECT count(*)::int AS n FROM "${db.schema}".jobs WHERE queue = 'lq' AND status = 'running'`);
+    expect(row?.n).toBeLessThanOrEqual(1);
+    // The next claim goes by the limit: one job of lq, no more.
+    await db.pool.query(`SELECT id FROM "${db.schema}".claim_jobs('{race}', '{lq}', 10, 10, 60000, 'next')`);
+    const [after] = await db.rows<{ n: number }>(`SELECT count(*)::int AS n FROM "${db.schema}".jobs WHERE queue = 'lq' AND status = 'running'`);
+    expect(after?.n).toBe(1);
+  });
+});
+
 describe('limits across worker processes', () => {
   it('4 worker processes, concurrency limit 3: never more than 3 running, the limit used, every job once', async () => {
     const total = 120;

@@ -198,9 +198,10 @@ BEGIN
       END IF;
       v_take := least(v_take, v_lcap[v_li], v_free);
     ELSIF v_pair_queues[v_pair] <> ALL (v_shared) THEN
-      -- A queue without limits: its pause lock, shared (a pause takes it exclusively, so it
-      -- waits for this claim to commit), then whether it was paused meanwhile, in a later
-      -- statement. Wait only while holding no other queue lock, as above.
+      -- A queue without limits: its pause lock, shared (a pause or a change of limits takes
+      -- it exclusively, so it waits for this claim to commit), then whether it was paused or
+      -- limited meanwhile, in a later statement. Wait only while holding no other queue
+      -- lock, as above.
       IF v_locks = 0 THEN
         PERFORM pg_advisory_xact_lock_shared(hashtext('skiplock.queue:{{schema}}'), hashtext(v_pair_queues[v_pair]));
         v_got := true;
@@ -210,7 +211,11 @@ BEGIN
       IF v_got THEN
         v_locks := v_locks + 1;
         v_shared := v_shared || v_pair_queues[v_pair];
-        IF EXISTS (SELECT 1 FROM {{schema}}.queues AS s WHERE s.name = v_pair_queues[v_pair] AND s.paused) THEN
+        -- Paused meanwhile, or given a limit meanwhile (its claims must count under the row
+        -- lock): passed over this time.
+        IF EXISTS (SELECT 1 FROM {{schema}}.queues AS s
+                   WHERE s.name = v_pair_queues[v_pair]
+                     AND (s.paused OR s.concurrency_limit IS NOT NULL OR s.rate_limit IS NOT NULL)) THEN
           v_take := 0;
         END IF;
       ELSE
