@@ -20,7 +20,14 @@ async function withQueues<T>(command: Command, fn: (queues: Queues) => Promise<T
   try {
     return await fn(queues);
   } catch (err) {
-    if (err instanceof UnknownQueueError) throw new UsageError(`${err.message.replace('pass create', 'pass --create')}`);
+    if (err instanceof UnknownQueueError) {
+      const canCreate = command.options.some((o) => o.long === '--create');
+      throw new UsageError(
+        canCreate
+          ? err.message.replace('pass create', 'pass --create')
+          : `unknown queue ${JSON.stringify(err.queue)}: it has no jobs and no settings`,
+      );
+    }
     throw err;
   } finally {
     await ctx.pool.end();
