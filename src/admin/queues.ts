@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { DEFAULT_SCHEMA, type RateLimit, checkInteger, checkRateLimit, validateName, validateSchema } from '../config.js';
 import { type ConnectionOptions, createPool, dbErrorDescriber } from '../db/pool.js';
-import { type QueueInfo, type QueueSettings, QueueStore } from '../db/queuestore.js';
+import { type QueueChange, type QueueInfo, type QueueSettings, QueueStore } from '../db/queuestore.js';
 import { SkiplockError } from '../errors.js';
 
 export type { QueueInfo, QueueSettings } from '../db/queuestore.js';
@@ -103,7 +103,7 @@ export class Queues {
     if (this.ownsPool) await this.pool.end();
   }
 
-  private async change(queue: string, change: Parameters<QueueStore['change']>[1], create: boolean): Promise<QueueSettings> {
+  private async change(queue: string, change: QueueChange, create: boolean): Promise<QueueSettings> {
     validateName('queue', queue);
     return this.run(async () => {
       if (!create && !(await this.store.known(queue))) throw new UnknownQueueError(queue);
