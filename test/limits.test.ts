@@ -424,3 +424,44 @@ describe('skiplock queues: bad input', () => {
     expect(await count(`SELECT count(*) AS n FROM "${db.schema}".queues WHERE name IN ('unknownq', 'bad name')`)).toBe(0);
   });
 });
+
+describe('skiplock queues: the listing and the changes', () => {
+  it('lists queues as a table and as JSON; pause, resume and set print the settings', async () => {
+    const g = ['--database-url', db.connectionString, '--schema', db.schema];
+    await producer.enqueueMany([
+      { task: 'show', queue: 'cli-q' },
+      { task: 'show', queue: 'cli-q' },
+      { task: 'show', queue: 'cli-q', delay: '1h' },
+    ]);
+    const pause = await runCli(['queues', 'pause', 'cli-q', ...g]);
+    expect(pause).toMatchObject({ code: 0, stdout: 'queue cli-q: paused, no concurrency limit, no rate limit\n', stderr: '' });
+    const set = await runCli(['queues', 'set', 'cli-q', '--concurrency-limit', '5', '--rate-limit', '6000/1m', ...g]);
+    expect(set).toMatchObject({ code: 0, stdout: 'queue cli-q: paused, concurrency limit 5, rate limit 6000/1m\n' });
+    const created = await runCli(['queues', 'pause', 'cli-new', '--create', ...g]);
+    expect(created.code).toBe(0);
+
+    const table = await runCli(['queues', ...g]);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^QUEUE\s+STATE\s+QUEUED\s+RUNNING\s+SCHEDULED\s+FAILED\s+OLDEST WAIT\s+CONCURRENCY LIMIT\s+RATE LIMIT$/);
+    const row = lines.find((l) => l.startsWith('cli-q '))?.split(/\s{2,}/);
+    expect(row?.slice(0, 6)).toEqual(['cli-q', 'paused', '2', '0', '1', '0']);
+    expect(row?.slice(-2)).toEqual(['5', '6000/1m']);
+    expect(lines.find((l) => l.startsWith('cli-new '))?.split(/\s{2,}/)).toEqual(['cli-new', 'paused', '0', '0', '0', '0', '-', '-', '-']);
+
+    const json = await runCli(['queues', 'list', '--json', ...g]);
+    const listed = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
+    expect(listed.find((q) => q.name === 'cli-q')).toMatchObject({
+      paused: true,
+      concurrencyLimit: 5,
+      rateLimit: { limit: 6000, windowMs: 60_000 },
+      queued: 2,
+      scheduled: 1,
+      running: 0,
+    });
+    const resume = await runCli(['queues', 'resume', 'cli-q', ...g]);
+    expect(resume).toMatchObject({ code: 0, stdout: 'queue cli-q: active, concurrency limit 5, rate limit 6000/1m\n' });
+    const cleared = await runCli(['queues', 'set', 'cli-q', '--rate-limit', 'none', '--concurrency-limit', 'none', ...g]);
+    expect(cleared).toMatchObject({ code: 0, stdout: 'queue cli-q: active, no concurrency limit, no rate limit\n' });
+  });
+});
