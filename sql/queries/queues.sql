@@ -1,6 +1,6 @@
 -- Named queries over {{schema}}.queues (migration 0008): a queue's settings (paused, a
 -- concurrency limit, a rate limit), run by src/db/queuestore.ts. Every change notifies the
--- schema's queues channel with the queue's name, so workers re-read the settings at once.
+-- schema's queues channel ("paused:<queue>" or "active:<queue>"), so workers act at once.
 
 -- name: settings
 -- Every queue's row (a small table): what a worker keeps in memory, and the paused metric.
