@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, Queues } from '../src/index.js';
 import { runCli, startCli } from './helpers/cli.js';
 import { type TestSchema, createTestSchema } from './helpers/db.js';
-import { FIXTURE_TASKS, createLedger } from './helpers/ledger.js';
+import { createLedger, startLedgerWorker } from './helpers/ledger.js';
 import { maxOverlap } from './helpers/measure.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -53,27 +53,7 @@ async function raceOn(n: number, race: (client: pg.PoolClient) => Promise<unknow
 }
 
 function startWorkerProcess(queue: string, extra: string[]): ReturnType<typeof startCli> {
-  const child = startCli(
-    [
-      'worker',
-      '--database-url',
-      db.connectionString,
-      '--schema',
-      db.schema,
-      '--tasks',
-      FIXTURE_TASKS,
-      '--queues',
-      queue,
-      '--poll-interval',
-      '200',
-      '--metrics-port',
-      '0',
-      '--log-level',
-      'warn',
-      ...extra,
-    ],
-    { env: { LEDGER_TABLE: ledger } },
-  );
+  const child = startLedgerWorker(db, ledger, queue, ['--poll-interval', '200', ...extra]);
   children.push(child);
   return child;
 }

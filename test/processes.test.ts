@@ -4,7 +4,7 @@ import { Producer } from '../src/index.js';
 import { startCli } from './helpers/cli.js';
 import { type TestSchema, createTestSchema } from './helpers/db.js';
 import { waitFor } from './helpers/wait.js';
-import { FIXTURE_TASKS, createLedger } from './helpers/ledger.js';
+import { createLedger, startLedgerWorker } from './helpers/ledger.js';
 import { freePort } from './helpers/measure.js';
 
 /** Worker daemons in processes of their own, as `skiplock worker` runs them. */
@@ -25,25 +25,7 @@ afterAll(async () => {
 });
 
 function startWorkerProcess(queue: string, extra: string[] = []): ReturnType<typeof startCli> {
-  const child = startCli(
-    [
-      'worker',
-      '--database-url',
-      db.connectionString,
-      '--schema',
-      db.schema,
-      '--tasks',
-      FIXTURE_TASKS,
-      '--queues',
-      queue,
-      '--metrics-port',
-      '0',
-      '--log-level',
-      'warn',
-      ...extra,
-    ],
-    { env: { LEDGER_TABLE: ledger } },
-  );
+  const child = startLedgerWorker(db, ledger, queue, extra);
   children.push(child);
   return child;
 }
