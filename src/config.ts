@@ -16,8 +16,8 @@ export function validateSchema(schema: string): string {
   return schema;
 }
 
-/** Validates a queue or task name: letters, digits, _ . : -, 1 to 128 characters. */
-export function validateName(kind: 'queue' | 'task', name: string): string {
+/** Validates a queue, task or schedule name: letters, digits, _ . : -, 1 to 128 characters. */
+export function validateName(kind: 'queue' | 'task' | 'schedule', name: string): string {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new SkiplockError(
       `invalid ${kind} name ${JSON.stringify(name)}: use letters, digits and _ . : - (1 to 128 characters, not starting with . : -)`,

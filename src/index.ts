@@ -13,7 +13,7 @@ export {
   validateSchema,
 } from './config.js';
 export { SkiplockError, errorMessage, redactSecrets } from './errors.js';
-export type { Job, JobOptions, JobRecord, JobSpec, JobStatus } from './job.js';
+export { type Job, type JobOptions, type JobRecord, type JobSpec, type JobStatus, LATE_SLOT_MS, type ScheduledSlot } from './job.js';
 export { type ConnectionOptions, type Queryable, checkout, createPool, describeDbError } from './db/pool.js';
 export { type MigrateResult, migrate } from './db/migrate.js';
 export {
@@ -25,6 +25,8 @@ export {
   type TransitionResult,
 } from './producer/producer.js';
 export { DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAYLOAD_BYTES } from './producer/jobspec.js';
+export { type ScheduleInfo, type ScheduleOptions, type ScheduleSpec, Schedules, UnknownScheduleError } from './producer/schedules.js';
+export { CATCH_UP_POLICIES, type CatchUp, CronSchedule, type SlotPlan, checkTimezone, planSlots } from './schedules/cron.js';
 export {
   type QueueCreateOptions,
   type QueueInfo,

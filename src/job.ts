@@ -72,7 +72,28 @@ export interface Job<P = unknown> {
   readonly timeoutMs: number | null;
   readonly dedupeKey: string | null;
   readonly concurrencyKey: string | null;
+  /** The schedule that enqueued this job, and for which slot; null for other jobs. */
+  readonly schedule: ScheduledSlot | null;
 }
+
+/** What a job enqueued by a schedule knows of it (ctx.job.schedule). */
+export interface ScheduledSlot {
+  /** The schedule's name. */
+  readonly name: string;
+  /** The slot (the time the cron expression named) this job is for. */
+  readonly slot: Date;
+  /**
+   * A catch-up run: enqueued more than LATE_SLOT_MS after its slot (no worker was running
+   * then, or the schedule was evaluated late), not on time.
+   */
+  readonly late: boolean;
+}
+
+/**
+ * A slot enqueued more than this long after its time is late: a catch-up run after
+ * downtime. Schedulers evaluate every second, so an on-time slot is enqueued well within it.
+ */
+export const LATE_SLOT_MS = 10_000;
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -97,6 +118,8 @@ export interface JobRecord {
   concurrency_key: string | null;
   concurrency_limit: number | null;
   timeout_ms: number | null;
+  schedule_name: string | null;
+  schedule_slot: Date | null;
 }
 
 /**
@@ -121,6 +144,8 @@ export interface ClaimedRow {
   runAtMs: number;
   createdAtMs: number;
   startedAtMs: number;
+  scheduleName: string | null;
+  scheduleSlotMs: number | null;
 }
 
 /** A job this worker holds a claim on: the handler's Job plus the claim's fencing token. */
@@ -139,6 +164,8 @@ export class ClaimedJob implements Job {
   readonly runAtMs: number;
   readonly createdAtMs: number;
   readonly startedAtMs: number;
+  readonly scheduleName: string | null;
+  readonly scheduleSlotMs: number | null;
   // Dates are made on first use: a busy worker's handlers rarely read them.
   private dates: { runAt: Date; createdAt: Date; startedAt: Date } | undefined;
 
@@ -157,6 +184,13 @@ export class ClaimedJob implements Job {
     this.runAtMs = row.runAtMs;
     this.createdAtMs = row.createdAtMs;
     this.startedAtMs = row.startedAtMs;
+    this.scheduleName = row.scheduleName ?? null;
+    this.scheduleSlotMs = row.scheduleSlotMs ?? null;
+  }
+
+  get schedule(): ScheduledSlot | null {
+    if (this.scheduleName === null || this.scheduleSlotMs === null) return null;
+    return { name: this.scheduleName, slot: new Date(this.scheduleSlotMs), late: this.createdAtMs - this.scheduleSlotMs > LATE_SLOT_MS };
   }
 
   private get times(): { runAt: Date; createdAt: Date; startedAt: Date } {
@@ -178,8 +212,8 @@ export class ClaimedJob implements Job {
 
   /** The job as a handler's plain object (for JSON and logs): no token. */
   toJSON(): Job {
-    const { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey } = this;
-    return { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey };
+    const { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey, schedule } = this;
+    return { id, queue, task, payload, priority, runAt, attempt, maxAttempts, createdAt, startedAt, timeoutMs, dedupeKey, concurrencyKey, schedule };
   }
 }
 
@@ -209,6 +243,9 @@ export function parseClaimedRow(value: unknown): ClaimedJob | undefined {
     isTextOrNull(r.concurrencyKey) &&
     isNumber(r.runAtMs) &&
     isNumber(r.createdAtMs) &&
-    isNumber(r.startedAtMs);
+    isNumber(r.startedAtMs) &&
+    // absent in a notification from a worker of an older version
+    (r.scheduleName === undefined || isTextOrNull(r.scheduleName)) &&
+    (r.scheduleSlotMs === undefined || r.scheduleSlotMs === null || isNumber(r.scheduleSlotMs));
   return ok ? new ClaimedJob(r as ClaimedRow) : undefined;
 }

@@ -315,7 +315,7 @@ GROUP BY queue, status;
 -- name: getJob
 SELECT id, queue, task, payload, status, priority, run_at, attempts, max_attempts,
        lease_expires_at, locked_by, last_error, created_at, started_at, finished_at,
-       dedupe_key, concurrency_key, concurrency_limit, timeout_ms
+       dedupe_key, concurrency_key, concurrency_limit, timeout_ms, schedule_name, schedule_slot
 FROM {{schema}}.jobs
 WHERE id = $1;
 

@@ -19,6 +19,12 @@ export interface JobMetrics {
 export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; status: string; jobs: number }>>;
 export type QueueSettingsSource = () => Promise<ReadonlyArray<{ name: string; paused: boolean }>>;
 
+/** Schedules as skiplock_schedule_last_slot_timestamp_seconds and skiplock_schedule_lag_seconds read them at scrape time. */
+export type ScheduleSource = () => Promise<{
+  now: Date;
+  schedules: ReadonlyArray<{ name: string; paused: boolean; nextSlot: Date | null; lastSlot: Date | null }>;
+}>;
+
 /** The metrics of one worker process, in a registry of its own. */
 export class Metrics {
   readonly registry: Registry;
@@ -37,6 +43,12 @@ export class Metrics {
   private depthSource: QueueDepthSource | undefined;
   readonly queuePaused: Gauge<'queue'>;
   private settingsSource: QueueSettingsSource | undefined;
+  readonly scheduleEnqueued: Counter<'schedule'>;
+  readonly scheduleSkipped: Counter<'schedule'>;
+  readonly scheduleErrors: Counter;
+  readonly scheduleLastSlot: Gauge<'schedule'>;
+  readonly scheduleLag: Gauge<'schedule'>;
+  private scheduleSource: ScheduleSource | undefined;
   private readonly byJobKind = new Map<string, JobKindMetrics>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -136,6 +148,61 @@ export class Metrics {
         for (const row of rows) this.set({ queue: row.name }, row.paused ? 1 : 0);
       },
     });
+    this.scheduleEnqueued = new Counter({
+      name: `${PREFIX}schedule_jobs_enqueued_total`,
+      help: "Jobs this worker's scheduler enqueued, by schedule (one per slot).",
+      labelNames: ['schedule'],
+      registers,
+    });
+    this.scheduleSkipped = new Counter({
+      name: `${PREFIX}schedule_slots_skipped_total`,
+      help: "Missed slots this worker's scheduler left out by the schedule's catch-up policy, by schedule.",
+      labelNames: ['schedule'],
+      registers,
+    });
+    this.scheduleErrors = new Counter({
+      name: `${PREFIX}schedule_errors_total`,
+      help: "Scheduler rounds of this worker that failed (database errors, or a stored expression that no longer parses).",
+      registers,
+    });
+    // One read of the schedules per scrape serves both gauges.
+    let read: ReturnType<ScheduleSource> | undefined;
+    const readSchedules = (): ReturnType<ScheduleSource> | undefined => {
+      const source = self.scheduleSource;
+      if (source === undefined) return undefined;
+      read ??= source().finally(() => setImmediate(() => (read = undefined)));
+      return read;
+    };
+    this.scheduleLastSlot = new Gauge({
+      name: `${PREFIX}schedule_last_slot_timestamp_seconds`,
+      help: 'The last slot each schedule enqueued, as a Unix time, read from the database at scrape time.',
+      labelNames: ['schedule'],
+      registers,
+      async collect() {
+        const pending = readSchedules();
+        if (pending === undefined) return;
+        const { schedules } = await pending;
+        this.reset();
+        for (const s of schedules) if (s.lastSlot !== null) this.set({ schedule: s.name }, s.lastSlot.getTime() / 1000);
+      },
+    });
+    this.scheduleLag = new Gauge({
+      name: `${PREFIX}schedule_lag_seconds`,
+      help: 'How long the oldest slot of each active schedule has been due and not enqueued (0: on time), by the database clock, at scrape time.',
+      labelNames: ['schedule'],
+      registers,
+      async collect() {
+        const pending = readSchedules();
+        if (pending === undefined) return;
+        const { now, schedules } = await pending;
+        this.reset();
+        for (const s of schedules) {
+          if (s.paused) continue;
+          const lag = s.nextSlot === null ? 0 : Math.max(0, now.getTime() - s.nextSlot.getTime()) / 1000;
+          this.set({ schedule: s.name }, lag);
+        }
+      },
+    });
   }
 
   /** The children for jobs of one queue and task (label validation and hashing happen once). */
@@ -157,6 +224,11 @@ export class Metrics {
   /** Where skiplock_queue_paused reads the queues' settings at scrape time (undefined: not at all). */
   setQueueSettingsSource(source: QueueSettingsSource | undefined): void {
     this.settingsSource = source;
+  }
+
+  /** Where the schedule gauges read at scrape time (undefined: not at all). */
+  setScheduleSource(source: ScheduleSource | undefined): void {
+    this.scheduleSource = source;
   }
 
   async text(): Promise<string> {

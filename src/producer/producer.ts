@@ -6,6 +6,7 @@ import { SkiplockError } from '../errors.js';
 import type { JobOptions, JobRecord, JobSpec, NormalizedJob } from '../job.js';
 import { EnqueueCoalescer } from './coalescer.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, normalizeJob } from './jobspec.js';
+import { type ScheduleInfo, type ScheduleOptions, Schedules } from './schedules.js';
 
 export interface ProducerOptions extends ConnectionOptions {
   /** Use this pool instead of opening one (it is not closed by close()). */
@@ -116,6 +117,7 @@ export class Producer {
   private readonly maxPayloadBytes: number;
   private readonly coalescer: EnqueueCoalescer | undefined;
   private readonly handoff: boolean;
+  private schedulesApi: Schedules | undefined;
 
   constructor(options: ProducerOptions = {}) {
     this.schema = validateSchema(options.schema ?? DEFAULT_SCHEMA);
@@ -265,6 +267,41 @@ export class Producer {
       throw this.describe(err);
     }
     return { changed: row?.changed ?? false, previous: row?.previous };
+  }
+
+  private get schedules(): Schedules {
+    this.schedulesApi ??= new Schedules(this.pool, this.schema, this.describe);
+    return this.schedulesApi;
+  }
+
+  /**
+   * Creates or redefines the schedule `name`: at each slot of `cron` (5 fields, or 6 with
+   * seconds first, read in options.timezone, default UTC) one job of `task` with `payload` is
+   * enqueued by whichever worker gets there first. Bad expressions and zones throw here.
+   * Redefining a schedule with the same expression and zone keeps its place.
+   */
+  async schedule(name: string, cron: string, task: string, payload?: unknown, options: ScheduleOptions = {}): Promise<ScheduleInfo> {
+    return (await this.schedules.define({ ...options, name, cron, task, payload })).schedule;
+  }
+
+  /** Deletes a schedule (jobs it enqueued stay); throws UnknownScheduleError when there is none. */
+  unschedule(name: string): Promise<void> {
+    return this.schedules.remove(name);
+  }
+
+  /** Every schedule, by name. */
+  listSchedules(): Promise<ScheduleInfo[]> {
+    return this.schedules.list();
+  }
+
+  /** Pauses a schedule: no slot is enqueued until it is resumed. */
+  pauseSchedule(name: string): Promise<ScheduleInfo> {
+    return this.schedules.pause(name);
+  }
+
+  /** Resumes a paused schedule at its first slot after now. */
+  resumeSchedule(name: string): Promise<ScheduleInfo> {
+    return this.schedules.resume(name);
   }
 
   /** Closes the pool if this producer opened it. */

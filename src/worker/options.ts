@@ -47,6 +47,11 @@ export interface WorkerOptions extends ConnectionOptions {
   keepFailedMs?: number;
   /** How often this worker's pruner deletes jobs past their retention (default 60 s; 0 = no pruner here). */
   pruneIntervalMs?: number;
+  /**
+   * How often this worker's scheduler looks for due schedule slots (default 1 s; 0 = no
+   * scheduler here). Every worker may run one: each slot is enqueued once either way.
+   */
+  scheduleIntervalMs?: number;
   /** How long stop() lets running jobs finish before handing them back (default 10 s). */
   shutdownGraceMs?: number;
   /** Retry delays (defaults: 1 s doubling to 1 h, 25% jitter); tasks may override. */
@@ -86,6 +91,7 @@ export interface WorkerConfig {
   readonly pollMs: number;
   readonly reaperMs: number;
   readonly pruneMs: number;
+  readonly scheduleMs: number;
   readonly retention: Retention;
   readonly graceMs: number;
   /** A buffered job that waits longer than this for a slot is handed back. */
@@ -165,6 +171,7 @@ export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
     pollMs: checkDuration(options.pollIntervalMs ?? 2000, 'poll interval', 10),
     reaperMs: checkDuration(options.reaperIntervalMs ?? 5000, 'reaper interval', 0),
     pruneMs: checkDuration(options.pruneIntervalMs ?? 60_000, 'prune interval', 0),
+    scheduleMs: checkDuration(options.scheduleIntervalMs ?? 1000, 'schedule interval', 0),
     retention: {
       succeededMs: checkRetention(options.keepSucceededMs ?? DAY_MS, 'succeeded job retention'),
       failedMs: checkRetention(options.keepFailedMs ?? Number.POSITIVE_INFINITY, 'failed job retention'),

@@ -4,10 +4,12 @@ import type { Logger } from 'pino';
 import { JobStore } from '../db/jobstore.js';
 import { createPool, dbErrorDescriber } from '../db/pool.js';
 import { QueueStore } from '../db/queuestore.js';
+import { ScheduleStore } from '../db/schedulestore.js';
 import { SkiplockError } from '../errors.js';
 import type { ClaimedJob } from '../job.js';
 import { Pruner } from '../maintenance/pruner.js';
 import { Reaper } from '../maintenance/reaper.js';
+import { Scheduler } from '../maintenance/scheduler.js';
 import type { Service } from '../maintenance/service.js';
 import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -25,6 +27,8 @@ export type { WorkerOptions } from './options.js';
 type WorkerState = 'idle' | 'running' | 'stopping' | 'stopped';
 
 const REAP_BATCH = 1000;
+/** Schedules per scheduler transaction. */
+const SCHEDULE_BATCH = 100;
 const PRUNE_BATCH = 1000;
 
 /**
@@ -74,6 +78,7 @@ export class Worker {
       );
     const store = new JobStore(this.pool, config.schema, { deleteSucceeded: config.retention.succeededMs === 0 });
     const queueStore = new QueueStore(this.pool, config.schema);
+    const scheduleStore = new ScheduleStore(this.pool, config.schema);
     this.queues = new QueueStates(queueStore, config.queues);
     this.buffer = new PrefetchBuffer(config.concurrency, config.prefetch);
     this.executor = new Executor({
@@ -102,7 +107,11 @@ export class Worker {
     if (config.pruneMs > 0 && Pruner.needed(config.retention)) {
       this.services.push(new Pruner({ store, retention: config.retention, intervalMs: config.pruneMs, batch: PRUNE_BATCH, logger, metrics }));
     }
+    if (config.scheduleMs > 0) {
+      this.services.push(new Scheduler({ store: scheduleStore, intervalMs: config.scheduleMs, batch: SCHEDULE_BATCH, logger, metrics }));
+    }
     metrics.setQueueDepthSource(() => store.queueDepth());
+    metrics.setScheduleSource(async () => ({ now: await scheduleStore.now(), schedules: await scheduleStore.list() }));
     metrics.setQueueSettingsSource(() => queueStore.settings());
   }
 
@@ -173,6 +182,7 @@ export class Worker {
     await this.source.handBackUnknown();
     this.metrics.setQueueDepthSource(undefined);
     this.metrics.setQueueSettingsSource(undefined);
+    this.metrics.setScheduleSource(undefined);
     if (this.ownsPool) await this.pool.end().catch(() => undefined);
     this.state = 'stopped';
     this.logger.info({ handedBack: unfinished.length }, 'worker stopped');

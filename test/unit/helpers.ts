@@ -53,6 +53,8 @@ export function claimedRow(id: string, over: Partial<ClaimedRow> = {}): ClaimedR
     runAtMs: 1_700_000_000_000,
     createdAtMs: 1_700_000_000_000,
     startedAtMs: 1_700_000_001_000,
+    scheduleName: null,
+    scheduleSlotMs: null,
     ...over,
   };
 }
