@@ -40,7 +40,7 @@ export { Worker, type WorkerOptions } from './worker/worker.js';
 export { JobAbortedError } from './worker/run.js';
 export { loadTaskDirectory } from './worker/tasks.js';
 export { type BackoffOptions, DEFAULT_BACKOFF, backoffDelay } from './worker/backoff.js';
-export type { TaskContext, TaskDefinition, TaskHandler, TaskList, TaskOptions } from './worker/types.js';
+export type { TaskContext, TaskDefinition, TaskHandler, TaskList, TaskOptions, TaskSchedule } from './worker/types.js';
 export { type JobOutcome, Metrics } from './observability/metrics.js';
 export { startMetricsServer, type MetricsServerOptions } from './observability/http.js';
 export { LOG_LEVELS, createLogger, type Logger } from './observability/logger.js';

@@ -86,7 +86,8 @@ reported with its line number and nothing is inserted, unless --skip-invalid is 
     });
 }
 
-function parsePayload(json: string | undefined): unknown {
+/** A payload given as JSON text on the command line ({} when none); bad JSON is a usage error. */
+export function parsePayload(json: string | undefined): unknown {
   if (json === undefined) return {};
   try {
     return JSON.parse(json) as unknown;

@@ -5,6 +5,7 @@ import { enqueueCommand } from './enqueue.js';
 import { jobsCommand } from './jobs.js';
 import { migrateCommand } from './migrate.js';
 import { queuesCommand } from './queues.js';
+import { schedulesCommand } from './schedules.js';
 import { workerCommand } from './worker.js';
 
 export function buildProgram(): Command {
@@ -13,7 +14,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .exitOverride();
   for (const option of globalOptions()) program.addOption(option);
-  for (const command of [migrateCommand(), enqueueCommand(), workerCommand(), jobsCommand(), queuesCommand()]) {
+  for (const command of [migrateCommand(), enqueueCommand(), workerCommand(), jobsCommand(), queuesCommand(), schedulesCommand()]) {
     program.addCommand(command);
   }
   const configure = (command: Command): void => {

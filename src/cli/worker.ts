@@ -22,6 +22,7 @@ interface WorkerCliOptions {
   keepSucceeded: number;
   keepFailed: number;
   pruneInterval: number;
+  scheduleInterval: number;
   queues?: string[];
   tasks: string;
   lease: number;
@@ -68,6 +69,7 @@ export function workerCommand(): Command {
         .default(Number.POSITIVE_INFINITY, 'forever'),
     )
     .option('--prune-interval <duration>', 'how often to delete jobs past their retention (0 = never in this worker)', duration('prune interval'), 60_000)
+    .option('--schedule-interval <duration>', 'how often to look for due schedule slots (0 = no scheduler in this worker)', duration('schedule interval'), 1000)
     .option('--metrics-port <port>', 'port of /metrics and /healthz (0 = off)', optionParser((t) => parseInteger(t, 'metrics port', 0, 65535)), 9464)
     .option('--metrics-host <host>', 'address /metrics and /healthz bind to', '127.0.0.1')
     .option('--worker-id <id>', 'name recorded as the jobs\' locked_by (default host:pid:random)')
@@ -139,6 +141,7 @@ async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> 
         keepSucceededMs: opts.keepSucceeded,
         keepFailedMs: opts.keepFailed,
         pruneIntervalMs: opts.pruneInterval,
+        scheduleIntervalMs: opts.scheduleInterval,
         queues: opts.queues,
         leaseMs: opts.lease,
         heartbeatIntervalMs: opts.heartbeat,

@@ -1,7 +1,7 @@
 import { checkInteger, validateName } from '../config.js';
 import { SkiplockError } from '../errors.js';
 import type { JobOptions } from '../job.js';
-import { CATCH_UP_POLICIES, type CatchUp, CronSchedule } from '../schedules/cron.js';
+import { CATCH_UP_POLICIES, type CatchUp, CronSchedule, MAX_COUNTED } from '../schedules/cron.js';
 import { normalizeJob } from './jobspec.js';
 
 /** How a schedule's jobs are made and what it does after downtime (producer.schedule). */
@@ -13,7 +13,7 @@ export interface ScheduleOptions extends Pick<JobOptions, 'queue' | 'priority' |
    * the most recent one once, "none" none, "all" each of them, up to maxCatchUp.
    */
   catchUp?: CatchUp;
-  /** With catchUp "all": at most this many missed slots, the most recent (default 100). */
+  /** With catchUp "all": at most this many missed slots, the most recent (default 100, at most 1000). */
   maxCatchUp?: number;
 }
 
@@ -74,7 +74,7 @@ export function normalizeSchedule(spec: ScheduleSpec): { schedule: NormalizedSch
     throw new SkiplockError(`invalid catch-up policy ${JSON.stringify(catchUp)}: expected ${CATCH_UP_POLICIES.join(', ')}`);
   }
   if (spec.maxCatchUp !== undefined && catchUp !== 'all') throw new SkiplockError('maxCatchUp goes with catchUp "all"');
-  const maxCatchUp = checkInteger(spec.maxCatchUp ?? 100, 'maxCatchUp', 1, 100_000);
+  const maxCatchUp = checkInteger(spec.maxCatchUp ?? 100, 'maxCatchUp', 1, MAX_COUNTED);
   const { task, payload, queue, priority, maxAttempts, timeoutMs, concurrencyKey, concurrencyLimit } = normalizeJob({
     task: spec.task,
     payload: spec.payload,

@@ -4,8 +4,9 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { DEFAULT_SCHEMA, MAX_TIMER_MS, checkDuration, checkInteger, checkRetention, validateName, validateSchema } from '../config.js';
 import type { ConnectionOptions } from '../db/pool.js';
-import { SkiplockError } from '../errors.js';
+import { SkiplockError, errorMessage } from '../errors.js';
 import type { Retention } from '../maintenance/pruner.js';
+import { type ScheduleSpec, normalizeSchedule } from '../producer/schedulespec.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type BackoffOptions, resolveBackoff } from './backoff.js';
 import type { TaskDefinition, TaskHandler, TaskList } from './types.js';
@@ -92,6 +93,8 @@ export interface WorkerConfig {
   readonly reaperMs: number;
   readonly pruneMs: number;
   readonly scheduleMs: number;
+  /** Schedules declared with the tasks, checked; created or updated at start. */
+  readonly schedules: readonly ScheduleSpec[];
   readonly retention: Retention;
   readonly graceMs: number;
   /** A buffered job that waits longer than this for a slot is handed back. */
@@ -124,6 +127,27 @@ export function defaultPrefetch(concurrency: number): number {
 
 function toDefinition(entry: TaskHandler<never> | TaskDefinition<never>): TaskDefinition<never> {
   return typeof entry === 'function' ? { handler: entry } : entry;
+}
+
+/** The schedules declared with the tasks, each checked now (a bad one fails the constructor). */
+function declaredSchedules(list: TaskList): ScheduleSpec[] {
+  const specs: ScheduleSpec[] = [];
+  const names = new Set<string>();
+  for (const [task, entry] of Object.entries(list)) {
+    const declared = toDefinition(entry).schedule;
+    if (declared === undefined) continue;
+    const spec: ScheduleSpec =
+      typeof declared === 'string' ? { name: task, cron: declared, task } : { ...declared, name: declared.name ?? task, task };
+    try {
+      normalizeSchedule(spec);
+    } catch (err) {
+      throw new SkiplockError(`task ${task}'s schedule: ${errorMessage(err)}`);
+    }
+    if (names.has(spec.name)) throw new SkiplockError(`schedule ${spec.name} is declared by two tasks`);
+    names.add(spec.name);
+    specs.push(spec);
+  }
+  return specs;
 }
 
 function resolveTasks(list: TaskList, leaseMs: number, workerBackoff: BackoffOptions): Map<string, ResolvedTask> {
@@ -172,6 +196,7 @@ export function resolveWorkerOptions(options: WorkerOptions): WorkerConfig {
     reaperMs: checkDuration(options.reaperIntervalMs ?? 5000, 'reaper interval', 0),
     pruneMs: checkDuration(options.pruneIntervalMs ?? 60_000, 'prune interval', 0),
     scheduleMs: checkDuration(options.scheduleIntervalMs ?? 1000, 'schedule interval', 0),
+    schedules: declaredSchedules(options.tasks),
     retention: {
       succeededMs: checkRetention(options.keepSucceededMs ?? DAY_MS, 'succeeded job retention'),
       failedMs: checkRetention(options.keepFailedMs ?? Number.POSITIVE_INFINITY, 'failed job retention'),

@@ -65,9 +65,15 @@ export class JobRun {
     return this.abortController;
   }
 
-  /** A child logger bound to job id, task, queue and attempt, made on first use. */
+  /** A child logger bound to job id, task, queue and attempt (and schedule and slot), made on first use. */
   get logger(): Logger {
-    this.childLogger ??= this.parentLogger.child({ jobId: this.job.id, task: this.job.task, queue: this.job.queue, attempt: this.job.attempt });
+    if (this.childLogger === undefined) {
+      const { id, task, queue, attempt, scheduleName, scheduleSlotMs } = this.job;
+      const bindings: Record<string, unknown> = { jobId: id, task, queue, attempt };
+      // a scheduled job's lines say which schedule and slot it is for
+      if (scheduleName !== null && scheduleSlotMs !== null) Object.assign(bindings, { schedule: scheduleName, slot: new Date(scheduleSlotMs).toISOString() });
+      this.childLogger = this.parentLogger.child(bindings);
+    }
     return this.childLogger;
   }
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { validateName } from '../config.js';
 import { SkiplockError, errorMessage } from '../errors.js';
-import type { TaskDefinition, TaskHandler, TaskList, TaskOptions } from './types.js';
+import type { TaskDefinition, TaskHandler, TaskList, TaskOptions, TaskSchedule } from './types.js';
 
 const EXTENSIONS = ['.js', '.mjs', '.ts'] as const;
 
@@ -23,7 +23,8 @@ async function importModule(file: string): Promise<Record<string, unknown>> {
 
 /**
  * Loads a task directory: each `<task-name>.js|.mjs|.ts` file is one task, its default
- * export the handler and an optional named export `options` its TaskOptions. Files whose
+ * export the handler, an optional named export `options` its TaskOptions and an optional
+ * named export `schedule` its TaskSchedule (a cron expression or `{ cron, timezone, ... }`). Files whose
  * names start with "_" or "." or end in .d.ts / .test.* are skipped.
  */
 export async function loadTaskDirectory(dir: string): Promise<TaskList> {
@@ -54,7 +55,8 @@ export async function loadTaskDirectory(dir: string): Promise<TaskList> {
     const handler = mod.default;
     if (!isFunction(handler)) throw new SkiplockError(`task file ${file} must export a handler function as default`);
     const options = mod.options as TaskOptions | undefined;
-    tasks[name] = options === undefined ? { handler } : { handler, options };
+    const schedule = mod.schedule as TaskSchedule | undefined;
+    tasks[name] = { handler, ...(options !== undefined ? { options } : {}), ...(schedule !== undefined ? { schedule } : {}) };
   }
   return tasks;
 }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Job } from '../job.js';
+import type { ScheduleOptions } from '../producer/schedulespec.js';
 import type { BackoffOptions } from './backoff.js';
 
 /** What a handler gets beside its payload. */
@@ -35,9 +36,19 @@ export interface TaskOptions {
   timeoutMs?: number;
 }
 
+/**
+ * A recurring schedule declared with its task (`export const schedule` in a task file): a
+ * cron expression, or the expression with the schedule's options. The worker creates or
+ * updates it at start (a schedule named after the task unless `name` is given), so
+ * schedules go through code review with their handlers.
+ */
+export type TaskSchedule = string | (ScheduleOptions & { cron: string; name?: string; payload?: unknown });
+
 export interface TaskDefinition<P = unknown> {
   handler: TaskHandler<P>;
   options?: TaskOptions;
+  /** A schedule of this task, created or updated when the worker starts. */
+  schedule?: TaskSchedule;
 }
 
 /**

@@ -10,6 +10,7 @@ import type { ClaimedJob } from '../job.js';
 import { Pruner } from '../maintenance/pruner.js';
 import { Reaper } from '../maintenance/reaper.js';
 import { Scheduler } from '../maintenance/scheduler.js';
+import { Schedules } from '../producer/schedules.js';
 import type { Service } from '../maintenance/service.js';
 import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -130,11 +131,21 @@ export class Worker {
     return { ok: state === 'running', state, running: this.executor.runningCount, buffered: this.buffer.size, listening: this.source.listening };
   }
 
+  /** Creates or updates the schedules declared with the tasks (a redefinition keeps each one's place). */
+  private async declareSchedules(): Promise<void> {
+    const { schedules, schema } = this.config;
+    if (schedules.length === 0) return;
+    const definer = new Schedules(this.pool, schema, this.describe);
+    for (const spec of schedules) await definer.define(spec);
+    this.logger.info({ schedules: schedules.map((s) => s.name) }, 'declared schedules created or updated');
+  }
+
   /** Connects the listener and starts fetching, renewing and reaping. */
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new SkiplockError(`worker cannot start: it is ${this.state}`);
     try {
       await this.pool.query('SELECT 1');
+      await this.declareSchedules();
       await this.source.connect();
     } catch (err) {
       if (this.ownsPool) await this.pool.end().catch(() => undefined);
