@@ -47,7 +47,8 @@ interface ScheduleRow {
   catch_up: CatchUp;
   max_catch_up: number;
   paused: boolean;
-  next_slot: Date;
+  /** 'infinity' (an expression with no more slots) comes back from pg as the number Infinity. */
+  next_slot: Date | number;
   last_slot: Date | null;
   last_enqueued_at: Date | null;
   created_at: Date;
@@ -55,7 +56,8 @@ interface ScheduleRow {
 }
 
 function infoOf(row: ScheduleRow): ScheduleInfo {
-  const nextSlot = Number.isFinite(row.next_slot.getTime()) ? row.next_slot : null;
+  const next = row.next_slot instanceof Date ? row.next_slot : null;
+  const nextSlot = next !== null && Number.isFinite(next.getTime()) ? next : null;
   return {
     name: row.name,
     cron: row.cron,
