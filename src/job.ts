@@ -190,7 +190,9 @@ export class ClaimedJob implements Job {
 
   get schedule(): ScheduledSlot | null {
     if (this.scheduleName === null || this.scheduleSlotMs === null) return null;
-    return { name: this.scheduleName, slot: new Date(this.scheduleSlotMs), late: this.createdAtMs - this.scheduleSlotMs > LATE_SLOT_MS };
+    // whole milliseconds, as the scheduler's clock (a Date) when it planned the slot
+    const late = Math.floor(this.createdAtMs) - this.scheduleSlotMs > LATE_SLOT_MS;
+    return { name: this.scheduleName, slot: new Date(this.scheduleSlotMs), late };
   }
 
   private get times(): { runAt: Date; createdAt: Date; startedAt: Date } {

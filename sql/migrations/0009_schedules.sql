@@ -39,6 +39,6 @@ CREATE INDEX schedules_due_idx ON {{schema}}.schedules (next_slot) WHERE NOT pau
 -- Each job a schedule enqueued carries the schedule's name and the slot it is for.
 ALTER TABLE {{schema}}.jobs ADD COLUMN schedule_name text, ADD COLUMN schedule_slot timestamptz;
 -- One job per (schedule, slot) while its row is kept: a second line of defence behind the
--- row lock (fire's ON CONFLICT names it, so it must exist). Scheduled jobs only, so the
--- index stays small; built at once on a populated table, since no row has a schedule yet.
+-- row lock. Scheduled jobs only, so the index stays small; built at once on a populated
+-- table, since no row has a schedule yet.
 CREATE UNIQUE INDEX jobs_schedule_slot_idx ON {{schema}}.jobs (schedule_name, schedule_slot) WHERE schedule_name IS NOT NULL;
