@@ -37,7 +37,7 @@ function usage(): string {
     `  scenarios: ${SCENARIOS.join(', ')}`,
     '             (isolation_*: drain_c10 behind an untimed backlog of 1,000,000 jobs the worker must not take; compared with drain_c10)',
     `  systems:   ${SYSTEMS.join(', ')}`,
-    '             (skiplock: tuned, prefetch 1000 and keepSucceededMs 0; skiplock-defaults: library defaults, drain_* scenarios only)',
+    '             (skiplock: tuned, prefetch 1000 and keepSucceededMs 0; skiplock-defaults: library defaults, every scenario but isolation_*)',
     '  --quick    smaller sizes and shorter runs (a smoke test, not for comparison)',
     '  BENCH_DATABASE_URL: server to use (default postgres://postgres@127.0.0.1:5432/postgres); each run creates and drops its own databases there',
   ].join('\n');
@@ -226,7 +226,7 @@ async function main(): Promise<number> {
     for (const scenario of cli.scenarios) {
       for (const system of cli.systems) {
         if (!runsIn(system, scenario)) {
-          process.stderr.write(`bench: ${scenario} / ${system} skipped (${system} runs in the drain_* scenarios only)\n`);
+          process.stderr.write(`bench: ${scenario} / ${system} skipped (${system} does not run behind the isolation backlogs)\n`);
           continue;
         }
         const adapter = await loadAdapter(system);

@@ -42,7 +42,7 @@ export interface ResultLine {
 export const RATIO_NOTE =
   'ratio = skiplock figure / peer figure. For throughput metrics (better: higher) a ratio above 1 means skiplock is faster; ' +
   'for latency metrics (better: lower) a ratio below 1 means skiplock is faster. null: a side is missing or failed. ' +
-  'skiplock is the tuned configuration; its ratio to skiplock-defaults (library defaults, drain_* scenarios only) is what the tuning buys.';
+  'skiplock is the tuned configuration; its ratio to skiplock-defaults (library defaults; every scenario but the isolation ones) is what the tuning buys.';
 
 export const ISOLATION_NOTE =
   `isolation_vs_drain_c10 = a system's jobs_per_s behind the backlog / its jobs_per_s in ${ISOLATION_BASELINE} (the same drain, empty table); ` +
