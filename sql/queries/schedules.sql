@@ -27,6 +27,9 @@ RETURNING s.*, (s.xmax = 0) AS created;
 -- name: list
 SELECT s.* FROM {{schema}}.schedules AS s ORDER BY s.name;
 
+-- name: get
+SELECT s.* FROM {{schema}}.schedules AS s WHERE s.name = $1::text;
+
 -- name: remove
 DELETE FROM {{schema}}.schedules WHERE name = $1::text RETURNING name;
 

@@ -5,7 +5,7 @@ import type { CatchUp } from '../schedules/cron.js';
 import { checkout } from './pool.js';
 import { type NamedQuery, loadQueryFile } from './queries.js';
 
-const SCHEDULE_QUERIES = ['now', 'upsert', 'list', 'remove', 'pause', 'resume', 'anyDue', 'lockDue', 'fire'] as const;
+const SCHEDULE_QUERIES = ['now', 'upsert', 'list', 'get', 'remove', 'pause', 'resume', 'anyDue', 'lockDue', 'fire'] as const;
 
 /** A schedule as stored (`skiplock schedules list`, producer.listSchedules()). */
 export interface ScheduleInfo {
@@ -158,6 +158,12 @@ export class ScheduleStore {
 
   async list(): Promise<ScheduleInfo[]> {
     return (await this.pool.query<ScheduleRow>(this.queries.list)).rows.map(infoOf);
+  }
+
+  /** One schedule; undefined when there is none of that name. */
+  async get(name: string): Promise<ScheduleInfo | undefined> {
+    const row = (await this.pool.query<ScheduleRow>({ ...this.queries.get, values: [name] })).rows[0];
+    return row && infoOf(row);
   }
 
   /** Deletes a schedule; false when there was none of that name. */

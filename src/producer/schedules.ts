@@ -64,7 +64,7 @@ export class Schedules {
   async resume(name: string): Promise<ScheduleInfo> {
     validateName('schedule', name);
     const found = await this.run(async () => {
-      const existing = (await this.store.list()).find((s) => s.name === name);
+      const existing = await this.store.get(name);
       if (existing === undefined) return undefined;
       const first = new CronSchedule(existing.cron, existing.timezone).next(await this.store.now());
       return this.store.resume(name, first);
