@@ -113,6 +113,35 @@ export function describeDbError(err: unknown, connectionString?: string): Error 
   return new SkiplockError(message, { cause: err });
 }
 
+/**
+ * Whether an error means the statement's connection was lost (the backend was terminated,
+ * the server is shutting down or not accepting connections yet, the socket broke), not that
+ * the statement was wrong: on another connection it may well succeed.
+ */
+export function isSessionLost(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && (code === '57P01' || code === '57P02' || code === '57P03' || code.startsWith('08') || code === 'ECONNRESET' || code === 'EPIPE')) {
+    return true;
+  }
+  return /Connection terminated|terminating connection/i.test(errorMessage(err));
+}
+
+/**
+ * Runs `step`, again (up to `attempts` times in all, `delayMs` apart) when it failed because
+ * its connection was lost: for a daemon's start-up reads, which a terminated backend must
+ * not turn into an exit. Any other error, or the last one, is thrown.
+ */
+export async function retrySessionLost<T>(step: () => Promise<T>, attempts = 3, delayMs = 100): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (attempt >= attempts || !isSessionLost(err)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, delayMs * attempt));
+    }
+  }
+}
+
 /** describeDbError bound to one connection string: what every part of a worker or producer uses. */
 export function dbErrorDescriber(connectionString: string | undefined): (err: unknown) => Error {
   return (err) => describeDbError(err, connectionString);

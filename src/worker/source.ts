@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { channelFor, queuesChannelFor } from '../config.js';
 import type { JobStore } from '../db/jobstore.js';
+import { retrySessionLost } from '../db/pool.js';
 import type { ClaimedJob } from '../job.js';
 import { Periodic } from '../maintenance/periodic.js';
 import { Listener } from '../notifications/listener.js';
@@ -127,7 +128,8 @@ export class JobSource {
 
   /** Reads the queue settings and connects the listener (throws when it cannot). */
   async connect(): Promise<void> {
-    await this.options.queues.refresh();
+    // a terminated backend under this first read must not fail the start
+    await retrySessionLost(() => this.options.queues.refresh());
     await this.listener?.start();
   }
 

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { JobStore } from '../db/jobstore.js';
-import { createPool, dbErrorDescriber } from '../db/pool.js';
+import { createPool, dbErrorDescriber, retrySessionLost } from '../db/pool.js';
 import { QueueStore } from '../db/queuestore.js';
 import { ScheduleStore } from '../db/schedulestore.js';
 import { SkiplockError } from '../errors.js';
@@ -144,8 +144,10 @@ export class Worker {
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new SkiplockError(`worker cannot start: it is ${this.state}`);
     try {
-      await this.pool.query('SELECT 1');
-      await this.declareSchedules();
+      // A backend terminated under these first statements is retried on another connection:
+      // only a server that cannot be reached at all fails the start.
+      await retrySessionLost(() => this.pool.query('SELECT 1'));
+      await retrySessionLost(() => this.declareSchedules());
       await this.source.connect();
     } catch (err) {
       if (this.ownsPool) await this.pool.end().catch(() => undefined);
