@@ -4,6 +4,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { Queues, type QueueInfo, SkiplockError, UnknownQueueError, type Worker } from '../src/index.js';
 import { maxOverlap } from './helpers/measure.js';
+import { failure } from './helpers/failure.js';
 import { useTestSchema } from './helpers/setup.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -42,16 +43,6 @@ function gate(): { promise: Promise<void>; open: () => void } {
   let open!: () => void;
   const promise = new Promise<void>((resolve) => (open = resolve));
   return { promise, open };
-}
-
-/** What a call threw or rejected with (sync throws and rejections alike); fails if it succeeded. */
-async function failure(fn: () => Promise<unknown>): Promise<Error> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the call to fail, it succeeded');
 }
 
 async function queuesTable(): Promise<unknown[]> {

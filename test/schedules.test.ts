@@ -17,6 +17,7 @@ import {
 } from '../src/index.js';
 import { Scheduler } from '../src/maintenance/scheduler.js';
 import { silentLogger } from '../src/observability/logger.js';
+import { failure } from './helpers/failure.js';
 import { useTestSchema } from './helpers/setup.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -110,16 +111,6 @@ function every(from: Date | number, to: Date | number, stepMs: number): number[]
   const out: number[] = [];
   for (let t = Number(from); t <= Number(to); t += stepMs) out.push(t);
   return out;
-}
-
-/** What a call threw or rejected with (sync throws and rejections alike); fails if it succeeded. */
-async function failure(fn: () => Promise<unknown>): Promise<Error> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the call to fail, it succeeded');
 }
 
 /** A logger that keeps its lines (warnings and up). */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { DEFAULT_SCHEMA, type RateLimit, checkInteger, checkRateLimit, validateName, validateSchema } from '../config.js';
-import { type ConnectionOptions, createPool, dbErrorDescriber } from '../db/pool.js';
+import { type ConnectionOptions, createPool, dbErrorDescriber, describingErrors } from '../db/pool.js';
 import { type QueueChange, type QueueInfo, type QueueSettings, QueueStore } from '../db/queuestore.js';
 import { SkiplockError } from '../errors.js';
 
@@ -111,12 +111,7 @@ export class Queues {
     });
   }
 
-  private async run<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof SkiplockError) throw err;
-      throw this.describe(err);
-    }
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    return describingErrors(fn, this.describe);
   }
 }

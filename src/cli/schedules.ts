@@ -2,8 +2,6 @@ import { Command } from 'commander';
 import {
   CATCH_UP_POLICIES,
   type CatchUp,
-  CronSchedule,
-  type JobSpec,
   Producer,
   type ScheduleInfo,
   type ScheduleSpec,
@@ -100,8 +98,12 @@ export function schedulesTable(schedules: readonly ScheduleInfo[]): string {
   return `${[header, ...rows].map(line).join('\n')}\n`;
 }
 
-/** The schedule a `set` command line describes, checked before anything touches the database. */
-function specOf(producer: Producer, name: string, cron: string, task: string, json: string | undefined, opts: SetOptions): ScheduleSpec {
+/**
+ * The schedule a `set` command line describes: the flags' texts parsed. The rest (expression,
+ * zone, names, payload, the job's options) is checked by the library before it touches the
+ * database; what it refuses is bad input as well (withSchedules).
+ */
+function specOf(name: string, cron: string, task: string, json: string | undefined, opts: SetOptions): ScheduleSpec {
   const spec: ScheduleSpec = { name: scheduleName(name), cron, task, payload: parsePayload(json), timezone: opts.timezone };
   const catchUp = opts.catchUp.trim();
   if (!(CATCH_UP_POLICIES as readonly string[]).includes(catchUp)) {
@@ -120,20 +122,12 @@ function specOf(producer: Producer, name: string, cron: string, task: string, js
   const concurrencyLimit = number(opts.concurrencyLimit, 'concurrency limit', 1, 1_000_000);
   if (concurrencyLimit !== undefined && opts.concurrencyKey === undefined) throw new UsageError('--concurrency-limit goes with --concurrency-key');
   const timeoutText = opts.timeout;
-  const timeout = timeoutText === undefined ? undefined : checked(() => parseDuration(timeoutText, 'timeout'));
-  const job: JobSpec = { task, payload: spec.payload };
-  if (opts.queue !== undefined) spec.queue = job.queue = opts.queue;
-  if (priority !== undefined) spec.priority = job.priority = priority;
-  if (maxAttempts !== undefined) spec.maxAttempts = job.maxAttempts = maxAttempts;
-  if (opts.concurrencyKey !== undefined) spec.concurrencyKey = job.concurrencyKey = opts.concurrencyKey;
-  if (concurrencyLimit !== undefined) spec.concurrencyLimit = job.concurrencyLimit = concurrencyLimit;
-  if (timeout !== undefined) spec.timeout = job.timeout = timeout;
-  // The expression and its zone; an expression that names no time from now on is refused
-  // here too (the library checks it again by the database clock).
-  const schedule = checked(() => new CronSchedule(cron, opts.timezone));
-  if (schedule.next(new Date()) === null) throw new UsageError(`cron expression ${JSON.stringify(cron)} names no future time`);
-  // The job each slot enqueues, checked as `enqueue` checks one (task and queue names, keys, limits, payload).
-  checked(() => producer.normalize(job));
+  if (opts.queue !== undefined) spec.queue = opts.queue;
+  if (priority !== undefined) spec.priority = priority;
+  if (maxAttempts !== undefined) spec.maxAttempts = maxAttempts;
+  if (opts.concurrencyKey !== undefined) spec.concurrencyKey = opts.concurrencyKey;
+  if (concurrencyLimit !== undefined) spec.concurrencyLimit = concurrencyLimit;
+  if (timeoutText !== undefined) spec.timeout = checked(() => parseDuration(timeoutText, 'timeout'));
   return spec;
 }
 
@@ -156,10 +150,7 @@ function setCommand(): Command {
     .option('--json', 'print the schedule as a JSON object (with "created") instead of a line')
     .action(async function (this: Command, name: string, cron: string, task: string, json: string | undefined) {
       const opts = this.opts<SetOptions>();
-      const { schedule, created } = await withSchedules(this, async (producer, schedules) => {
-        const spec = specOf(producer, name, cron, task, json, opts);
-        return schedules.define(spec);
-      });
+      const { schedule, created } = await withSchedules(this, (_producer, schedules) => schedules.define(specOf(name, cron, task, json, opts)));
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ created, ...schedule })}\n`);
         return;

@@ -142,6 +142,19 @@ export async function retrySessionLost<T>(step: () => Promise<T>, attempts = 3, 
   }
 }
 
+/**
+ * Runs `fn`; a SkiplockError comes out as it is, any other error as `describe` makes it (one
+ * line, no secrets): the library's calls that callers see (Producer, Queues, Schedules).
+ */
+export async function describingErrors<T>(fn: () => Promise<T>, describe: (err: unknown) => Error): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof SkiplockError) throw err;
+    throw describe(err);
+  }
+}
+
 /** describeDbError bound to one connection string: what every part of a worker or producer uses. */
 export function dbErrorDescriber(connectionString: string | undefined): (err: unknown) => Error {
   return (err) => describeDbError(err, connectionString);

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { DEFAULT_SCHEMA, checkInteger, validateSchema } from '../config.js';
 import { JobStore } from '../db/jobstore.js';
-import { type ConnectionOptions, type Queryable, createPool, dbErrorDescriber } from '../db/pool.js';
+import { type ConnectionOptions, type Queryable, createPool, dbErrorDescriber, describingErrors } from '../db/pool.js';
 import { SkiplockError } from '../errors.js';
 import type { JobOptions, JobRecord, JobSpec, NormalizedJob } from '../job.js';
 import { EnqueueCoalescer } from './coalescer.js';
@@ -259,13 +259,7 @@ export class Producer {
   }
 
   private async transition(run: () => Promise<{ previous: string; changed: boolean } | undefined>): Promise<TransitionResult> {
-    let row: { previous: string; changed: boolean } | undefined;
-    try {
-      row = await run();
-    } catch (err) {
-      if (err instanceof SkiplockError) throw err;
-      throw this.describe(err);
-    }
+    const row = await describingErrors(run, this.describe);
     return { changed: row?.changed ?? false, previous: row?.previous };
   }
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { validateName } from '../config.js';
 import { type ScheduleInfo, ScheduleStore } from '../db/schedulestore.js';
+import { describingErrors } from '../db/pool.js';
 import { SkiplockError } from '../errors.js';
 import { type ScheduleOptions, type ScheduleSpec, normalizeSchedule } from './schedulespec.js';
 import { CronSchedule } from '../schedules/cron.js';
@@ -73,13 +74,8 @@ export class Schedules {
     return found;
   }
 
-  private async run<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof SkiplockError) throw err;
-      throw this.describe(err);
-    }
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    return describingErrors(fn, this.describe);
   }
 }
 
