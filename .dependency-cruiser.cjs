@@ -9,6 +9,14 @@
 /** The files that everything may import and that import nothing else of src. */
 const FOUNDATIONS = '^src/(config|errors|job)\\.ts$';
 
+/**
+ * The modules the dashboard may import besides its own: those whose exports src/index.ts
+ * re-exports as the public API. Not src/index.ts itself: it re-exports startDashboard, so that
+ * import would be a cycle (no-circular).
+ */
+const DASHBOARD_MAY_USE =
+  '^src/(dashboard/|(config|errors|job|version)\\.ts$|admin/(jobs|queues|why)\\.ts$|producer/(producer|schedules)\\.ts$|db/pool\\.ts$|observability/logger\\.ts$)';
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -39,6 +47,21 @@ module.exports = {
       comment: 'The CLI is the top layer: nothing outside src/cli/ imports it.',
       from: { path: '^src/', pathNot: '^src/cli/' },
       to: { path: '^src/cli/' },
+    },
+    {
+      name: 'dashboard-only-public-api',
+      severity: 'error',
+      comment:
+        'The dashboard is a client of the library, as the CLI is: it imports only the modules of the public API (see DASHBOARD_MAY_USE), never the worker, maintenance, notifications or store internals.',
+      from: { path: '^src/dashboard/' },
+      to: { path: '^src/', pathNot: DASHBOARD_MAY_USE },
+    },
+    {
+      name: 'dashboard-only-from-index',
+      severity: 'error',
+      comment: 'Only src/index.ts imports src/dashboard/: the CLI and the worker command reach it through the public API.',
+      from: { path: '^src/', pathNot: '^src/(dashboard/|index\\.ts$)' },
+      to: { path: '^src/dashboard/' },
     },
     {
       name: 'maintenance-only-from-worker',

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
-// skiplock demo: migrates a schema, enqueues example jobs of the tasks in workers/ through the
-// CLI, then runs a worker (logs on this terminal, metrics on 127.0.0.1:9464) until Ctrl-C, or
-// for DEMO_SECONDS once the worker is up. Exits with the worker's exit code.
+// skiplock demo: starts the schema afresh, enqueues example jobs of the tasks in workers/
+// through the CLI, then runs a worker (logs on this terminal, metrics on 127.0.0.1:9464) until
+// Ctrl-C, or for DEMO_SECONDS once the worker is up. Exits with the worker's exit code.
+// The runs are the same every time: one flaky job fails once and succeeds on its retry,
+// another fails both of its two attempts.
 //
 //   DATABASE_URL     default postgres://postgres@127.0.0.1:5432/postgres
-//   SKIPLOCK_SCHEMA  default skiplock_demo
+//   SKIPLOCK_SCHEMA  default skiplock_demo, dropped and made again at each run; any other
+//                    schema is kept (the summary then counts only this run's jobs)
 //   DEMO_SECONDS     stop the worker (SIGTERM) this long after it is up; unset: run until Ctrl-C
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,7 +20,8 @@ const BIN = fileURLToPath(new URL('../bin/skiplock.js', import.meta.url));
 const BUILT = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
-const SCHEMA = process.env.SKIPLOCK_SCHEMA || 'skiplock_demo';
+const DEMO_SCHEMA = 'skiplock_demo';
+const SCHEMA = process.env.SKIPLOCK_SCHEMA || DEMO_SCHEMA;
 const METRICS_HOST = '127.0.0.1';
 const METRICS_PORT = 9464;
 const BASE_URL = `http://${METRICS_HOST}:${METRICS_PORT}`;
@@ -53,14 +57,24 @@ function demoSeconds() {
 // The children get the connection and schema through the environment (no password in `ps`).
 const childEnv = { ...process.env, DATABASE_URL, SKIPLOCK_SCHEMA: SCHEMA };
 
+/** Warnings of `skiplock enqueue` that no worker handles a task: expected here, the worker starts last. */
+const NO_WORKER_WARNING = /^skiplock: warning: no live worker handles /;
+let noWorkerWarnings = 0;
+
 /** Runs `skiplock <args>` to completion; resolves to its stdout, rejects when it exits non-zero. */
 function cli(args, input) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv, stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
+    let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
     child.on('error', reject);
     child.on('close', (code, signal) => {
+      for (const line of stderr.split('\n')) {
+        if (NO_WORKER_WARNING.test(line)) noWorkerWarnings += 1;
+        else if (line !== '') process.stderr.write(`${line}\n`);
+      }
       if (code === 0) resolve(stdout.trim());
       else reject(Object.assign(new Error(`skiplock ${args.join(' ')} failed (${signal ?? `exit ${code}`})`), { exitCode: code ?? 1 }));
     });
@@ -73,7 +87,7 @@ async function enqueueExamples() {
     ['hello', { name: 'skiplock' }],
     ['sleep', { ms: 2000 }, '--queue', 'slow'],
     ['hello', { name: 'the future' }, '--delay', '3s'],
-    ['flaky', { failRate: 0.3 }],
+    ['flaky', { failTimes: 1 }],
   ];
   for (const [task, payload, ...options] of single) {
     const id = await cli(['enqueue', task, JSON.stringify(payload), ...options]);
@@ -83,10 +97,12 @@ async function enqueueExamples() {
     { task: 'hello', payload: { name: 'batch' } },
     { task: 'hello', payload: { name: 'urgent' }, priority: -10 },
     { task: 'sleep', payload: { ms: 1500 } },
-    { task: 'flaky', payload: { failRate: 0.3 } },
+    { task: 'flaky', payload: { failTimes: 2 }, maxAttempts: 2 },
   ];
   const count = await cli(['enqueue', '--stdin'], lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
   say(`enqueued ${count} more jobs with enqueue --stdin (one JSON object per line, one transaction)`);
+  if (noWorkerWarnings > 0) say('(enqueue warned that no live worker handles these tasks: none runs yet, the worker starts next)');
+  say('expect: flaky {"failTimes":1} fails once and succeeds on its retry; flaky {"failTimes":2} fails both of its 2 attempts');
 }
 
 /** Resolves when nothing listens on the metrics address (else the worker would fail to bind, and
@@ -115,22 +131,52 @@ async function waitUntilUp(gaveUp) {
   return false;
 }
 
-/** Prints how many jobs of each task are in each status (best effort). */
-async function printSummary() {
+/** Runs fn with a connected pg client on DATABASE_URL and the quoted, checked schema name. */
+async function withClient(fn) {
+  const { default: pg } = await import('pg');
+  const { validateSchema } = await import(BUILT);
+  const quoted = `"${validateSchema(SCHEMA)}"`;
+  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 5000 });
+  await client.connect();
   try {
-    const { default: pg } = await import('pg');
-    const { validateSchema } = await import(BUILT);
-    const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 5000 });
-    await client.connect();
-    try {
-      const { rows } = await client.query(
-        `SELECT task, status, count(*)::int AS jobs FROM "${validateSchema(SCHEMA)}".jobs GROUP BY 1, 2 ORDER BY 1, 2`,
-      );
-      const text = rows.map((r) => `${r.task} ${r.status}: ${r.jobs}`).join(', ');
-      say(`jobs in ${SCHEMA}.jobs now: ${text || 'none'}`);
-    } finally {
-      await client.end();
+    return await fn(client, quoted);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Starts the demo's own schema afresh, so that the summary shows this run alone; another
+ * schema (SKIPLOCK_SCHEMA) is kept, and the summary counts the jobs after its highest id.
+ * Resolves to that id (0 on a fresh schema).
+ */
+async function freshStart() {
+  return withClient(async (client, quoted) => {
+    if (SCHEMA === DEMO_SCHEMA) {
+      await client.query(`DROP SCHEMA IF EXISTS ${quoted} CASCADE`);
+      say(`dropped schema ${SCHEMA} (if it was there): the demo starts afresh`);
+      return '0';
     }
+    const { rows } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS migrated`, [`${quoted}.jobs`]);
+    if (!rows[0]?.migrated) return '0';
+    const last = await client.query(`SELECT coalesce(max(id), 0)::text AS id FROM ${quoted}.jobs`);
+    say(`schema ${SCHEMA} is kept (it is not ${DEMO_SCHEMA}); the summary counts the jobs of this run only`);
+    return last.rows[0]?.id ?? '0';
+  });
+}
+
+/** Prints how many of this run's jobs (id > afterId) of each task are in each status (best effort). */
+async function printSummary(afterId) {
+  try {
+    await withClient(async (client, quoted) => {
+      const { rows } = await client.query(
+        `SELECT task, status, count(*)::int AS jobs, sum(attempts)::int AS attempts
+         FROM ${quoted}.jobs WHERE id > $1::bigint GROUP BY 1, 2 ORDER BY 1, 2`,
+        [afterId],
+      );
+      const text = rows.map((r) => `${r.task} ${r.status}: ${r.jobs}${r.attempts > r.jobs ? ` (${r.attempts} attempts)` : ''}`).join(', ');
+      say(`jobs of this run in ${SCHEMA}.jobs now: ${text || 'none'}`);
+    });
   } catch (err) {
     say(`could not read the job summary: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -146,7 +192,9 @@ async function main() {
   } catch (err) {
     fail(err.message);
   }
+  let afterId = '0';
   try {
+    afterId = await freshStart();
     say(await cli(['migrate']));
     await enqueueExamples();
   } catch (err) {
@@ -209,7 +257,7 @@ async function main() {
   });
 
   say(`worker exited with code ${code}`);
-  await printSummary();
+  await printSummary(afterId);
   process.exit(code);
 }
 

@@ -26,6 +26,37 @@ export function validateName(kind: 'queue' | 'task' | 'schedule', name: string):
   return name;
 }
 
+const MAX_BIGINT = 9223372036854775807n;
+
+/**
+ * Checks a job id (or a list cursor, which is one): digits of a positive bigint, as the
+ * database stores ids. Returns it unchanged.
+ */
+export function checkJobId(id: string, what = 'job id'): string {
+  if (typeof id !== 'string' || !/^\d{1,19}$/.test(id) || BigInt(id) > MAX_BIGINT) {
+    throw new SkiplockError(`invalid ${what} ${JSON.stringify(id)}: expected a whole number from 0 to ${MAX_BIGINT}`);
+  }
+  return id;
+}
+
+/** The longest age an operator may name (100 years): beyond it the database's intervals overflow. */
+export const MAX_AGE_MS = 100 * 365 * 86_400_000;
+
+/** Parses an age ("30s", "7d", ms as digits), at most MAX_AGE_MS. */
+export function parseAge(text: string, what = 'age'): number {
+  const ms = parseDuration(text, what);
+  if (ms > MAX_AGE_MS) throw new SkiplockError(`invalid ${what} ${JSON.stringify(text)}: at most 100 years`);
+  return ms;
+}
+
+/** Checks an age in ms (a filter's or the pruner's): whole or not, 0 to MAX_AGE_MS. */
+export function checkAge(ms: number, what: string): number {
+  if (!(Number.isFinite(ms) && ms >= 0 && ms <= MAX_AGE_MS)) {
+    throw new SkiplockError(`invalid ${what} ${String(ms)} ms: expected 0 to ${MAX_AGE_MS} (100 years)`);
+  }
+  return ms;
+}
+
 /** The quoted schema identifier for SQL text (the name was validated first). */
 export function quoteSchema(schema: string): string {
   return `"${validateSchema(schema)}"`;

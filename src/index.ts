@@ -2,8 +2,12 @@ export {
   DEFAULT_QUEUE,
   DEFAULT_SCHEMA,
   type RateLimit,
+  MAX_AGE_MS,
   channelFor,
+  checkAge,
+  checkJobId,
   formatRateLimit,
+  parseAge,
   parseDuration,
   parseInteger,
   parseRateLimit,
@@ -13,7 +17,7 @@ export {
   validateSchema,
 } from './config.js';
 export { SkiplockError, errorMessage, redactSecrets } from './errors.js';
-export { type Job, type JobOptions, type JobRecord, type JobSpec, type JobStatus, LATE_SLOT_MS, type ScheduledSlot } from './job.js';
+export { type AttemptOutcome, type AttemptRecord, type Job, type JobOptions, type JobRecord, type JobSpec, type JobStatus, LATE_SLOT_MS, type ScheduledSlot } from './job.js';
 export { type ConnectionOptions, type Queryable, checkout, createPool, describeDbError } from './db/pool.js';
 export { type MigrateResult, migrate } from './db/migrate.js';
 export {
@@ -36,6 +40,30 @@ export {
   type QueuesOptions,
   UnknownQueueError,
 } from './admin/queues.js';
+export {
+  BULK_BATCH,
+  type BulkAction,
+  type BulkOptions,
+  type BulkResult,
+  type Diagnosis,
+  JOB_STATUSES,
+  type JobChange,
+  type JobFilter,
+  type JobPage,
+  Jobs,
+  type JobsOptions,
+  type JobSummary,
+  MAX_PAGE,
+  type PruneAges,
+  type TaskQueue,
+  type TaskStats,
+  type WhyReason,
+  type WorkerInfo,
+  actingStatuses,
+  checkFilter,
+} from './admin/jobs.js';
+export { formatSpan } from './admin/why.js';
+export { VERSION } from './version.js';
 export { Worker, type WorkerOptions } from './worker/worker.js';
 export { JobAbortedError } from './worker/run.js';
 export { loadTaskDirectory } from './worker/tasks.js';
@@ -43,4 +71,7 @@ export { type BackoffOptions, DEFAULT_BACKOFF, backoffDelay } from './worker/bac
 export type { TaskContext, TaskDefinition, TaskHandler, TaskList, TaskOptions, TaskSchedule } from './worker/types.js';
 export { type JobOutcome, Metrics } from './observability/metrics.js';
 export { startMetricsServer, type MetricsServerOptions } from './observability/http.js';
+export { DEFAULT_DASHBOARD_PORT, type Dashboard, type DashboardOptions, checkDashboardExposure, startDashboard } from './dashboard/server.js';
 export { LOG_LEVELS, createLogger, type Logger } from './observability/logger.js';
+// For the CLI (which uses the library only through this file): its connection message.
+export { connectionFailure } from './db/pool.js';

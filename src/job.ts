@@ -53,6 +53,8 @@ export interface NormalizedJob {
   concurrencyKey: string | null;
   concurrencyLimit: number | null;
   timeoutMs: number | null;
+  /** W3C trace context of the enqueue's span (set by the producer when tracing records). */
+  traceparent: string | null;
 }
 
 /** A claimed job as a handler sees it (ctx.job). */
@@ -120,6 +122,30 @@ export interface JobRecord {
   timeout_ms: number | null;
   schedule_name: string | null;
   schedule_slot: Date | null;
+  /**
+   * The job's attempts, oldest first: the last 10 that ended badly (an error, an expired
+   * lease, a cancel while running), then the one running now or the one that succeeded.
+   */
+  attempt_history: AttemptRecord[];
+}
+
+/** How an attempt ended (AttemptRecord.outcome); `running`: it has not ended yet. */
+export type AttemptOutcome = 'error' | 'lease_expired' | 'cancelled' | 'succeeded' | 'running';
+
+/** One attempt of a job (JobRecord.attempt_history); times as ISO 8601 texts. */
+export interface AttemptRecord {
+  /** 1 for the first run; counting starts again after a manual retry. */
+  attempt: number;
+  /** The worker that ran it (jobs.locked_by). */
+  worker: string | null;
+  started_at: string | null;
+  /** null while it runs. */
+  ended_at: string | null;
+  outcome: AttemptOutcome;
+  /** The handler's error (error), or why the attempt ended (lease_expired). */
+  error: string | null;
+  /** When the job was due again after it (null: not retried, failed for good). */
+  retry_at: string | null;
 }
 
 /**
@@ -146,6 +172,8 @@ export interface ClaimedRow {
   startedAtMs: number;
   scheduleName: string | null;
   scheduleSlotMs: number | null;
+  /** The enqueue's W3C trace context, when it was traced. */
+  traceparent: string | null;
 }
 
 /** A job this worker holds a claim on: the handler's Job plus the claim's fencing token. */
@@ -166,6 +194,7 @@ export class ClaimedJob implements Job {
   readonly startedAtMs: number;
   readonly scheduleName: string | null;
   readonly scheduleSlotMs: number | null;
+  readonly traceparent: string | null;
   // Dates are made on first use: a busy worker's handlers rarely read them.
   private dates: { runAt: Date; createdAt: Date; startedAt: Date } | undefined;
 
@@ -186,6 +215,7 @@ export class ClaimedJob implements Job {
     this.startedAtMs = row.startedAtMs;
     this.scheduleName = row.scheduleName ?? null;
     this.scheduleSlotMs = row.scheduleSlotMs ?? null;
+    this.traceparent = row.traceparent ?? null;
   }
 
   get schedule(): ScheduledSlot | null {
@@ -248,6 +278,7 @@ export function parseClaimedRow(value: unknown): ClaimedJob | undefined {
     isNumber(r.startedAtMs) &&
     // absent in a notification from a worker of an older version
     (r.scheduleName === undefined || isTextOrNull(r.scheduleName)) &&
-    (r.scheduleSlotMs === undefined || r.scheduleSlotMs === null || isNumber(r.scheduleSlotMs));
+    (r.scheduleSlotMs === undefined || r.scheduleSlotMs === null || isNumber(r.scheduleSlotMs)) &&
+    (r.traceparent === undefined || isTextOrNull(r.traceparent));
   return ok ? new ClaimedJob(r as ClaimedRow) : undefined;
 }

@@ -68,6 +68,7 @@ describe('job specs', () => {
       concurrencyKey: null,
       concurrencyLimit: null,
       timeoutMs: null,
+      traceparent: null,
     });
   });
 

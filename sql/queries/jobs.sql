@@ -9,17 +9,18 @@
 -- (none when every job is delayed; inside a caller's transaction it is delivered at commit).
 -- $12: 'off' to commit this transaction without waiting for its WAL to reach disk
 -- (Producer synchronousCommit: false), else NULL; the same in enqueueDedupe ($13) and
--- enqueueHandoff ($8). set_config(..., true) lasts until the transaction ends.
+-- enqueueHandoff ($8). set_config(..., true) lasts until the transaction ends. $13: each
+-- job's W3C trace context (NULL: not traced); $14 in enqueueDedupe, $9 in enqueueHandoff.
 WITH ins AS (
   INSERT INTO {{schema}}.jobs (queue, task, payload, priority, run_at, max_attempts,
-                               concurrency_key, concurrency_limit, timeout_ms)
+                               concurrency_key, concurrency_limit, timeout_ms, traceparent)
   SELECT j.queue, j.task, j.payload, j.priority,
          coalesce(j.run_at, now() + j.delay_ms * interval '1 millisecond'),
-         j.max_attempts, j.concurrency_key, j.concurrency_limit, j.timeout_ms
+         j.max_attempts, j.concurrency_key, j.concurrency_limit, j.timeout_ms, j.traceparent
   FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[], $6::float8[], $7::int[],
-              $8::text[], $9::int[], $10::int[])
+              $8::text[], $9::int[], $10::int[], $13::text[])
        WITH ORDINALITY AS j(queue, task, payload, priority, run_at, delay_ms, max_attempts,
-                            concurrency_key, concurrency_limit, timeout_ms, ord)
+                            concurrency_key, concurrency_limit, timeout_ms, traceparent, ord)
   ORDER BY j.ord
   RETURNING id, run_at
 )
@@ -53,9 +54,9 @@ WITH w AS (
     FOR UPDATE SKIP LOCKED)
   RETURNING w.worker, w.channel, w.lease_ms
 ), ins AS (
-  INSERT INTO {{schema}}.jobs AS j (id, queue, task, payload, priority, max_attempts, timeout_ms,
+  INSERT INTO {{schema}}.jobs AS j (id, queue, task, payload, priority, max_attempts, timeout_ms, traceparent,
                                     status, attempts, lease_token, lease_expires_at, locked_by, started_at)
-  SELECT n.id, $1::text, $2::text, $3::jsonb, $4::int, $5::int, $6::int,
+  SELECT n.id, $1::text, $2::text, $3::jsonb, $4::int, $5::int, $6::int, $9::text,
          CASE WHEN w.worker IS NULL THEN 'queued' ELSE 'running' END,
          CASE WHEN w.worker IS NULL THEN 0 ELSE 1 END,
          CASE WHEN w.worker IS NULL THEN NULL ELSE {{schema}}.lease_token({{schema}}.lease_nonce(), n.id) END,
@@ -78,14 +79,14 @@ FROM ins LEFT JOIN w ON true;
 -- Ids come back in insertion order, which is input order.
 WITH ins AS (
   INSERT INTO {{schema}}.jobs (queue, task, payload, priority, run_at, max_attempts,
-                               concurrency_key, concurrency_limit, timeout_ms, dedupe_key)
+                               concurrency_key, concurrency_limit, timeout_ms, dedupe_key, traceparent)
   SELECT j.queue, j.task, j.payload, j.priority,
          coalesce(j.run_at, now() + j.delay_ms * interval '1 millisecond'),
-         j.max_attempts, j.concurrency_key, j.concurrency_limit, j.timeout_ms, j.dedupe_key
+         j.max_attempts, j.concurrency_key, j.concurrency_limit, j.timeout_ms, j.dedupe_key, j.traceparent
   FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[], $6::float8[], $7::int[],
-              $8::text[], $9::int[], $10::int[], $12::text[])
+              $8::text[], $9::int[], $10::int[], $12::text[], $14::text[])
        WITH ORDINALITY AS j(queue, task, payload, priority, run_at, delay_ms, max_attempts,
-                            concurrency_key, concurrency_limit, timeout_ms, dedupe_key, ord)
+                            concurrency_key, concurrency_limit, timeout_ms, dedupe_key, traceparent, ord)
   ORDER BY j.ord
   ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running') DO NOTHING
   RETURNING id, run_at, dedupe_key
@@ -183,6 +184,8 @@ SET status      = CASE WHEN f.ok THEN 'succeeded' WHEN j.attempts < j.max_attemp
     run_at      = CASE WHEN NOT f.ok AND j.attempts < j.max_attempts THEN now() + f.delay_ms * interval '1 millisecond' ELSE j.run_at END,
     finished_at = CASE WHEN f.ok OR j.attempts >= j.max_attempts THEN now() END,
     last_error  = CASE WHEN f.ok THEN j.last_error ELSE f.error END,
+    attempt_log = CASE WHEN f.ok THEN j.attempt_log ELSE {{schema}}.log_attempt(j, 'error', f.error,
+                    CASE WHEN j.attempts < j.max_attempts THEN now() + f.delay_ms * interval '1 millisecond' END) END,
     lease_token = NULL, lease_expires_at = NULL
 FROM f
 -- The subquery locks the rows still running (re-checked on their latest version); the
@@ -297,6 +300,8 @@ UPDATE {{schema}}.jobs AS j
 SET status      = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
     finished_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
     last_error  = 'lease expired (worker ' || coalesce(j.locked_by, 'unknown') || ')',
+    attempt_log = {{schema}}.log_attempt(j, 'lease_expired', 'lease expired (worker ' || coalesce(j.locked_by, 'unknown') || ')',
+                                         CASE WHEN j.attempts < j.max_attempts THEN now() END),
     lease_token = NULL, lease_expires_at = NULL
 WHERE j.id = ANY (ARRAY(
     SELECT r.id FROM {{schema}}.jobs AS r
@@ -308,14 +313,20 @@ WHERE j.id = ANY (ARRAY(
 RETURNING j.id, j.queue, j.task, j.attempts, j.status;
 
 -- name: queueDepth
-SELECT queue, status, count(*)::bigint AS jobs
+-- Jobs by queue and status for the metrics, queued jobs split into due ('queued') and not
+-- yet due ('scheduled': delayed, or waiting out a retry's backoff); for the due ones, how
+-- long the longest-due has been due (seconds).
+SELECT queue, CASE WHEN status = 'queued' AND run_at > now() THEN 'scheduled' ELSE status END AS status,
+       count(*)::bigint AS jobs,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'queued' AND run_at <= now()))::float8 AS oldest_due_s
 FROM {{schema}}.jobs
-GROUP BY queue, status;
+GROUP BY 1, 2;
 
 -- name: getJob
 SELECT id, queue, task, payload, status, priority, run_at, attempts, max_attempts,
        lease_expires_at, locked_by, last_error, created_at, started_at, finished_at,
-       dedupe_key, concurrency_key, concurrency_limit, timeout_ms, schedule_name, schedule_slot
+       dedupe_key, concurrency_key, concurrency_limit, timeout_ms, schedule_name, schedule_slot,
+       coalesce(attempt_log, '[]'::jsonb) AS attempt_log
 FROM {{schema}}.jobs
 WHERE id = $1;
 
@@ -325,7 +336,8 @@ WITH target AS (
   SELECT id, status FROM {{schema}}.jobs WHERE id = $1 FOR UPDATE
 ), changed AS (
   UPDATE {{schema}}.jobs AS j
-  SET status = 'cancelled', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+  SET status = 'cancelled', finished_at = now(), lease_token = NULL, lease_expires_at = NULL,
+      attempt_log = CASE WHEN t.status = 'running' THEN {{schema}}.log_attempt(j, 'cancelled', NULL, NULL) ELSE j.attempt_log END
   FROM target AS t
   WHERE j.id = t.id AND t.status IN ('queued', 'running')
   RETURNING j.id

@@ -4,7 +4,10 @@ import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   type JobSpec,
   Producer,
+  type Queryable,
   SkiplockError,
+  Jobs,
+  type TaskQueue,
   checkout,
   errorMessage,
   parseDuration,
@@ -127,12 +130,48 @@ async function enqueueOne(globals: GlobalOptions, opts: EnqueueOptions, task: st
     const job = checked(producer, spec);
     const { ids, created } = await producer.enqueueMany([spec], { synchronousCommit: opts.asyncCommit ? false : undefined });
     const id = ids[0] ?? '';
-    process.stdout.write(
-      opts.json ? `${JSON.stringify({ id, created: created[0] ?? true, task: job.task, queue: job.queue })}\n` : `${id}\n`,
-    );
+    const isNew = created[0] ?? true;
+    process.stdout.write(opts.json ? `${JSON.stringify({ id, created: isNew, task: job.task, queue: job.queue })}\n` : `${id}\n`);
+    if (!isNew) {
+      process.stderr.write(`skiplock: job ${id} already holds dedupe key ${JSON.stringify(job.dedupeKey)} (queued or running): nothing enqueued, its id is printed\n`);
+    }
+    warnUnhandled(await findUnhandled(ctx, [{ task: job.task, queue: job.queue }]), 1);
   } finally {
     await ctx.pool.end();
   }
+}
+
+/** At most this many (task, queue) pairs are checked for a worker after an --stdin enqueue. */
+const MAX_CHECKED_PAIRS = 1000;
+
+/** "1 job", "2 jobs". */
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/**
+ * The pairs among `jobs` that no live worker handles (no worker's presence row takes the task
+ * from the queue): a typo in a task name, or no worker started yet. Best effort: a failed
+ * check (e.g. a schema from before the workers table) finds nothing.
+ */
+async function findUnhandled(ctx: CliContext, jobs: readonly TaskQueue[], client?: Queryable): Promise<TaskQueue[]> {
+  try {
+    return await new Jobs({ pool: ctx.pool, schema: ctx.schema }).unhandledTasks(jobs, client);
+  } catch (err) {
+    ctx.logger.debug({ err: ctx.describe(err).message }, 'could not check for workers of the enqueued tasks');
+    return [];
+  }
+}
+
+/** One warning line on stderr naming the tasks no live worker handles (nothing when none). */
+function warnUnhandled(missing: readonly TaskQueue[], jobs: number): void {
+  if (missing.length === 0) return;
+  const shown = missing.slice(0, 3).map((m) => `task ${JSON.stringify(m.task)} on queue ${JSON.stringify(m.queue)}`);
+  if (missing.length > shown.length) shown.push(`${missing.length - shown.length} more`);
+  process.stderr.write(
+    `skiplock: warning: no live worker handles ${shown.join(', ')}; ` +
+      `${jobs === 1 ? 'the job waits' : 'its jobs wait'} until a worker with that task starts\n`,
+  );
 }
 
 /** Reads NDJSON jobs from stdin and inserts them in batches inside one transaction. */
@@ -158,6 +197,8 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
   let lineNo = 0;
   let batch: JobSpec[] = [];
   let lastProgress = started;
+  const pairs = new Map<string, TaskQueue>();
+  let unhandled: TaskQueue[] = [];
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const { created } = await producer.enqueueMany(batch, { client, synchronousCommit: opts.asyncCommit ? false : undefined });
@@ -179,10 +220,16 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
       if (line.trim() === '') continue;
       let job: JobSpec;
       try {
-        const value: unknown = JSON.parse(line);
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch (err) {
+          throw new SkiplockError(`invalid JSON: ${errorMessage(err)}`);
+        }
         if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new SkiplockError('expected a JSON object');
         job = value as JobSpec;
-        producer.normalize(job); // reports a bad line by its number; enqueueMany() checks it again the same way
+        const { task, queue } = producer.normalize(job); // reports a bad line by its number; enqueueMany() checks it again the same way
+        if (pairs.size < MAX_CHECKED_PAIRS) pairs.set(`${task}\u0000${queue}`, { task, queue });
       } catch (err) {
         const message = `line ${lineNo}: ${errorMessage(err)}`;
         if (!opts.skipInvalid) throw new UsageError(`${message}; nothing was enqueued`);
@@ -195,6 +242,7 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
     }
     await flush();
     await client.query('COMMIT');
+    unhandled = await findUnhandled(ctx, [...pairs.values()], client);
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err instanceof SkiplockError ? err : ctx.describe(err);
@@ -205,8 +253,9 @@ async function enqueueStdin(globals: GlobalOptions, opts: EnqueueOptions): Promi
   const seconds = (Date.now() - started) / 1000;
   const extra = [
     deduplicated > 0 ? `${deduplicated} already queued or running (dedupe key)` : '',
-    skipped > 0 ? `skipped ${skipped} invalid lines` : '',
+    skipped > 0 ? `skipped ${plural(skipped, 'invalid line')}` : '',
   ].filter(Boolean);
-  process.stderr.write(`skiplock: enqueued ${enqueued} jobs${extra.length > 0 ? `, ${extra.join(', ')}` : ''} in ${seconds.toFixed(2)} s\n`);
+  process.stderr.write(`skiplock: enqueued ${plural(enqueued, 'job')}${extra.length > 0 ? `, ${extra.join(', ')}` : ''} in ${seconds.toFixed(2)} s\n`);
+  warnUnhandled(unhandled, enqueued + deduplicated);
   process.stdout.write(opts.json ? `${JSON.stringify({ enqueued, deduplicated, skipped })}\n` : `${enqueued}\n`);
 }

@@ -4,21 +4,19 @@ import {
   type QueueLimits,
   type QueueSettings,
   Queues,
-  SkiplockError,
   UnknownQueueError,
   formatRateLimit,
   parseInteger,
   parseRateLimit,
   validateName,
 } from '../index.js';
-import { type GlobalOptions, UsageError, openContext } from './common.js';
+import { UsageError, parsed, withContext } from './common.js';
+import { formatAge, table } from './format.js';
 
 /** Runs fn with a Queues on a one-connection pool; bad input (and an unknown queue) exits 2. */
 async function withQueues<T>(command: Command, fn: (queues: Queues) => Promise<T>): Promise<T> {
-  const ctx = openContext(command.optsWithGlobals<GlobalOptions>(), 1);
-  const queues = new Queues({ pool: ctx.pool, schema: ctx.schema, connectionString: ctx.connectionString });
   try {
-    return await fn(queues);
+    return await withContext(command, 1, ({ pool, schema, connectionString }) => fn(new Queues({ pool, schema, connectionString })));
   } catch (err) {
     if (err instanceof UnknownQueueError) {
       const canCreate = command.options.some((o) => o.long === '--create');
@@ -29,8 +27,6 @@ async function withQueues<T>(command: Command, fn: (queues: Queues) => Promise<T
       );
     }
     throw err;
-  } finally {
-    await ctx.pool.end();
   }
 }
 
@@ -43,15 +39,6 @@ function queueName(name: string): string {
   }
 }
 
-/** Parses an option value, turning a bad one into a usage error (exit 2). */
-function parsed<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    if (err instanceof SkiplockError) throw new UsageError(err.message);
-    throw err;
-  }
-}
 
 function describeSettings(s: QueueSettings): string {
   const limits = [
@@ -59,15 +46,6 @@ function describeSettings(s: QueueSettings): string {
     s.rateLimit !== null ? `rate limit ${formatRateLimit(s.rateLimit)}` : 'no rate limit',
   ];
   return `queue ${s.name}: ${s.paused ? 'paused' : 'active'}, ${limits.join(', ')}`;
-}
-
-function formatAge(ms: number | null): string {
-  if (ms === null) return '-';
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 120_000) return `${(ms / 1000).toFixed(1)}s`;
-  if (ms < 7_200_000) return `${(ms / 60_000).toFixed(1)}m`;
-  if (ms < 172_800_000) return `${(ms / 3_600_000).toFixed(1)}h`;
-  return `${(ms / 86_400_000).toFixed(1)}d`;
 }
 
 /** The readable table of `skiplock queues`. */
@@ -85,9 +63,7 @@ export function queuesTable(queues: readonly QueueInfo[]): string {
     q.concurrencyLimit === null ? '-' : String(q.concurrencyLimit),
     q.rateLimit === null ? '-' : formatRateLimit(q.rateLimit),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  return `${[header, ...rows].map(line).join('\n')}\n`;
+  return table(header, rows, new Set([2, 3, 4, 5, 6, 7, 8]));
 }
 
 function listCommand(): Command {

@@ -12,7 +12,8 @@ import {
   parseInteger,
   validateName,
 } from '../index.js';
-import { type CliContext, type GlobalOptions, UsageError, openContext } from './common.js';
+import { type CliContext, type GlobalOptions, UsageError, openContext, parsed } from './common.js';
+import { table } from './format.js';
 import { parsePayload } from './enqueue.js';
 
 interface SetOptions {
@@ -49,19 +50,9 @@ async function withSchedules<T>(command: Command, fn: (producer: Producer, sched
   }
 }
 
-/** Runs a check of the command line; a SkiplockError from it is a usage error (exit 2). */
-function checked<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    if (err instanceof SkiplockError && !(err instanceof UsageError)) throw new UsageError(err.message);
-    throw err;
-  }
-}
-
 /** Checks a schedule name given on the command line (exit 2 when bad). */
 function scheduleName(name: string): string {
-  return checked(() => validateName('schedule', name));
+  return parsed(() => validateName('schedule', name));
 }
 
 /** An instant as ISO 8601 in UTC, without the milliseconds when they are 0 (slots are whole seconds). */
@@ -93,9 +84,7 @@ export function schedulesTable(schedules: readonly ScheduleInfo[]): string {
     iso(s.lastSlot),
     s.paused ? '-' : iso(s.nextSlot),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return `${[header, ...rows].map(line).join('\n')}\n`;
+  return table(header, rows);
 }
 
 /**
@@ -113,10 +102,10 @@ function specOf(name: string, cron: string, task: string, json: string | undefin
   if (opts.maxCatchUp !== undefined) {
     if (catchUp !== 'all') throw new UsageError('--max-catch-up goes with --catch-up all');
     const text = opts.maxCatchUp;
-    spec.maxCatchUp = checked(() => parseInteger(text, 'max catch-up', 1, 1000));
+    spec.maxCatchUp = parsed(() => parseInteger(text, 'max catch-up', 1, 1000));
   }
   const number = (text: string | undefined, what: string, min: number, max: number): number | undefined =>
-    text === undefined ? undefined : checked(() => parseInteger(text, what, min, max));
+    text === undefined ? undefined : parsed(() => parseInteger(text, what, min, max));
   const priority = number(opts.priority, 'priority', -2147483647, 2147483647);
   const maxAttempts = number(opts.maxAttempts, 'max attempts', 1, 1_000_000);
   const concurrencyLimit = number(opts.concurrencyLimit, 'concurrency limit', 1, 1_000_000);
@@ -127,7 +116,7 @@ function specOf(name: string, cron: string, task: string, json: string | undefin
   if (maxAttempts !== undefined) spec.maxAttempts = maxAttempts;
   if (opts.concurrencyKey !== undefined) spec.concurrencyKey = opts.concurrencyKey;
   if (concurrencyLimit !== undefined) spec.concurrencyLimit = concurrencyLimit;
-  if (timeoutText !== undefined) spec.timeout = checked(() => parseDuration(timeoutText, 'timeout'));
+  if (timeoutText !== undefined) spec.timeout = parsed(() => parseDuration(timeoutText, 'timeout'));
   return spec;
 }
 

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import {
+  DEFAULT_DASHBOARD_PORT,
   type Logger,
   Metrics,
   SkiplockError,
@@ -11,12 +12,17 @@ import {
   parseDuration,
   parseInteger,
   parseRetention,
+  startDashboard,
   startMetricsServer,
   validateName,
 } from '../index.js';
 import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
+import { type DashboardCliOptions, authTokenOption, checkDashboardOptions, dashboardPort, readOnlyOption } from './dashboard.js';
 
-interface WorkerCliOptions {
+interface WorkerCliOptions extends DashboardCliOptions {
+  dashboard?: boolean;
+  dashboardPort: number;
+  dashboardHost: string;
   concurrency: number;
   prefetch?: number;
   keepSucceeded: number;
@@ -74,6 +80,11 @@ export function workerCommand(): Command {
     .option('--metrics-host <host>', 'address /metrics and /healthz bind to', '127.0.0.1')
     .option('--worker-id <id>', 'name recorded as the jobs\' locked_by (default host:pid:random)')
     .option('--no-handoff', 'do not take jobs handed over directly by producers while idle (they are claimed instead)')
+    .option('--dashboard', 'also serve the web dashboard (see skiplock dashboard)')
+    .addOption(new Option('--dashboard-port <port>', 'port of the dashboard (implies --dashboard)').argParser(dashboardPort('dashboard port')).default(DEFAULT_DASHBOARD_PORT).implies({ dashboard: true }))
+    .addOption(new Option('--dashboard-host <host>', 'address the dashboard binds to; another than 127.0.0.1, localhost or ::1 needs --auth-token (implies --dashboard)').default('127.0.0.1').implies({ dashboard: true }))
+    .addOption(authTokenOption())
+    .addOption(readOnlyOption())
     .addHelpText(
       'after',
       `
@@ -118,6 +129,8 @@ function firstSignal(logger: Logger): { received: Promise<NodeJS.Signals>; dispo
 }
 
 async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> {
+  const authToken = opts.authToken === '' ? undefined : opts.authToken;
+  if (opts.dashboard) checkDashboardOptions(opts.dashboardHost, authToken);
   const ctx = openContext(opts, 1);
   const { logger } = ctx;
   const metrics = new Metrics();
@@ -127,6 +140,7 @@ async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> 
   );
   const signals = firstSignal(logger);
   let server: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  let dashboard: Awaited<ReturnType<typeof startDashboard>> | undefined;
   try {
     const tasks = await loadTaskDirectory(opts.tasks);
     let worker: Worker;
@@ -167,11 +181,25 @@ async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> 
       );
       logger.info({ url: `http://${opts.metricsHost}:${server.port}/metrics` }, 'metrics served');
     }
+    if (opts.dashboard) {
+      dashboard = await startDashboard({
+        connectionString: opts.databaseUrl,
+        schema: ctx.schema,
+        host: opts.dashboardHost,
+        port: opts.dashboardPort,
+        authToken,
+        readOnly: opts.readOnly ?? false,
+        logger,
+      }).catch((err: unknown) => {
+        throw new SkiplockError(errorMessage(err));
+      });
+    }
     await worker.start();
     await signals.received;
     await worker.stop().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'shutdown failed'));
   } finally {
     signals.dispose();
+    await dashboard?.close().catch(() => undefined);
     await ctx.pool.end().catch(() => undefined);
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     await pool.end().catch(() => undefined);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { channelFor } from '../config.js';
-import { ClaimedJob, type ClaimedRow, type JobRecord, type NormalizedJob } from '../job.js';
+import { type AttemptRecord, ClaimedJob, type ClaimedRow, type JobRecord, type NormalizedJob } from '../job.js';
 import { idArray, idList, parseIdArray, tokenArray } from './arrays.js';
 import type { Queryable } from './pool.js';
 import { type Queries, loadQueries } from './queries.js';
@@ -64,6 +64,30 @@ const NO_ACTIVE_TRANSACTION = '25P01';
 function pgCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/** getJob's row: the columns of JobRecord, with the stored part of the history. */
+type JobRow = Omit<JobRecord, 'attempt_history'> & { attempt_log: AttemptRecord[] };
+
+/**
+ * The whole record of a job: the stored history (attempts that ended badly), then the
+ * attempt that is running or that succeeded, read off the row.
+ */
+export function jobRecord(row: JobRow): JobRecord {
+  const { attempt_log: log, ...rest } = row;
+  const history = [...log];
+  if ((row.status === 'running' || row.status === 'succeeded') && row.attempts > 0) {
+    history.push({
+      attempt: row.attempts,
+      worker: row.locked_by,
+      started_at: row.started_at?.toISOString() ?? null,
+      ended_at: row.status === 'succeeded' ? (row.finished_at?.toISOString() ?? null) : null,
+      outcome: row.status,
+      error: null,
+      retry_at: null,
+    });
+  }
+  return { ...rest, attempt_history: history };
 }
 
 const claimedJobs = (rows: ClaimedRow[]): ClaimedJob[] => rows.map((row) => new ClaimedJob(row));
@@ -132,7 +156,7 @@ export class JobStore {
   async enqueue(jobs: readonly NormalizedJob[], client?: Queryable, asyncCommit?: boolean): Promise<string[]> {
     const res = await (client ?? this.pool).query<{ ids: string[] }>({
       ...this.queries.enqueue,
-      values: [...this.columns(jobs), this.commitMode(client, asyncCommit)],
+      values: [...this.columns(jobs), this.commitMode(client, asyncCommit), jobs.map((j) => j.traceparent)],
     });
     return res.rows[0]?.ids ?? [];
   }
@@ -144,7 +168,17 @@ export class JobStore {
   async enqueueHandoff(job: NormalizedJob, asyncCommit?: boolean): Promise<string | undefined> {
     const res = await this.pool.query<{ id: string }>({
       ...this.queries.enqueueHandoff,
-      values: [job.queue, job.task, job.payload, job.priority, job.maxAttempts, job.timeoutMs, this.channel, this.commitMode(undefined, asyncCommit)],
+      values: [
+        job.queue,
+        job.task,
+        job.payload,
+        job.priority,
+        job.maxAttempts,
+        job.timeoutMs,
+        this.channel,
+        this.commitMode(undefined, asyncCommit),
+        job.traceparent,
+      ],
     });
     return res.rows[0]?.id;
   }
@@ -162,7 +196,7 @@ export class JobStore {
   ): Promise<Array<{ id: string; key: string | null }> | undefined> {
     const query = {
       ...this.queries.enqueueDedupe,
-      values: [...this.columns(jobs), jobs.map((j) => j.dedupeKey), this.commitMode(client, asyncCommit)],
+      values: [...this.columns(jobs), jobs.map((j) => j.dedupeKey), this.commitMode(client, asyncCommit), jobs.map((j) => j.traceparent)],
     };
     const read = (res: pg.QueryResult<{ ids: string[]; keys: Array<string | null> }>) => {
       const row = res.rows[0];
@@ -216,8 +250,9 @@ export class JobStore {
 
   /** The job's row, or undefined. */
   async getJob(id: string, client: Queryable = this.pool): Promise<JobRecord | undefined> {
-    const res = await client.query<JobRecord>({ ...this.queries.getJob, values: [id] });
-    return res.rows[0];
+    const res = await client.query<JobRow>({ ...this.queries.getJob, values: [id] });
+    const row = res.rows[0];
+    return row === undefined ? undefined : jobRecord(row);
   }
 
   /** A job's status now (undefined if there is no such job). */
@@ -373,8 +408,12 @@ export class JobStore {
   }
 
   /** Jobs in the table by queue and status (the skiplock_queue_depth gauge). */
-  async queueDepth(): Promise<Array<{ queue: string; status: string; jobs: number }>> {
-    const res = await this.pool.query<{ queue: string; status: string; jobs: string }>({ ...this.queries.queueDepth, values: [] });
-    return res.rows.map((r) => ({ queue: r.queue, status: r.status, jobs: Number(r.jobs) }));
+  /**
+   * Jobs by queue and status ('scheduled': queued, not yet due); for 'queued' rows, how long
+   * the longest-due job has been due, in seconds.
+   */
+  async queueDepth(): Promise<Array<{ queue: string; status: string; jobs: number; oldestDueSeconds: number | null }>> {
+    const res = await this.pool.query<{ queue: string; status: string; jobs: string; oldest_due_s: number | null }>({ ...this.queries.queueDepth, values: [] });
+    return res.rows.map((r) => ({ queue: r.queue, status: r.status, jobs: Number(r.jobs), oldestDueSeconds: r.oldest_due_s === null ? null : Math.max(0, r.oldest_due_s) }));
   }
 }

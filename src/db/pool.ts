@@ -84,13 +84,48 @@ export function describeTarget(connectionString?: string): string {
   return `${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'}/${env.PGDATABASE ?? env.PGUSER ?? env.USER ?? ''}`;
 }
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET', 'ENOENT']);
+const CONNECT_CODES: ReadonlyMap<string, string> = new Map([
+  ['ECONNREFUSED', 'connection refused'],
+  ['ENOTFOUND', 'unknown host'],
+  ['EAI_AGAIN', 'host name lookup failed'],
+  ['ETIMEDOUT', 'timed out'],
+  ['EHOSTUNREACH', 'host unreachable'],
+  ['ECONNRESET', 'connection reset'],
+  ['ENOENT', 'no such socket'],
+]);
+/** Server refusals of the connection itself: bad password, no such role or database, pg_hba. */
+const REFUSAL_CODES = new Set(['28P01', '28000', '3D000']);
+
+/** The error and its causes, outermost first (at most a few levels). */
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e: unknown = err; e !== undefined && e !== null && out.length < 5; e = (e as { cause?: unknown }).cause) out.push(e);
+  return out;
+}
 
 /**
- * Turns a connection failure into a one-line SkiplockError that names the target but no
- * password. Other errors are returned with any secret redacted.
+ * Why a connection could not be made, in a few words (e.g. "connection refused", or the
+ * server's own message for a bad password), when `err` or one of its causes is such a
+ * failure; undefined for any other error. Never contains a password.
  */
-export function describeDbError(err: unknown, connectionString?: string): Error {
+export function connectionFailure(err: unknown, connectionString?: string): string | undefined {
+  for (const e of causes(err)) {
+    const { code, syscall } = (e ?? {}) as { code?: unknown; syscall?: unknown };
+    // ENOENT is a missing socket only when connecting (not, say, a missing task directory).
+    if (typeof code === 'string' && (code !== 'ENOENT' || syscall === 'connect')) {
+      const reason = CONNECT_CODES.get(code);
+      if (reason !== undefined) return reason;
+      if (REFUSAL_CODES.has(code)) return redactSecrets(errorMessage(e).split('\n')[0] ?? '', secretsOf(connectionString));
+    }
+    const message = errorMessage(e);
+    if (/timeout exceeded when trying to connect|connection timeout/i.test(message)) return 'timed out';
+    if (/Connection terminated/i.test(message) && !(e instanceof SkiplockError)) return 'connection closed by the server';
+  }
+  return undefined;
+}
+
+/** The password of a connection string (plain and decoded) and PGPASSWORD: what never to print. */
+function secretsOf(connectionString: string | undefined): string[] {
   const secrets: string[] = [];
   if (connectionString) {
     try {
@@ -101,14 +136,29 @@ export function describeDbError(err: unknown, connectionString?: string): Error 
     }
   }
   if (process.env.PGPASSWORD) secrets.push(process.env.PGPASSWORD);
+  return secrets;
+}
+
+/** skiplock's tables (and sequence): a statement that finds one missing ran on an unmigrated schema. */
+const OWN_RELATIONS = /^relation "([a-z_][a-z0-9_]{0,47})\.(jobs|jobs_id_seq|waiters|queues|queue_starts|schedules|workers|migrations|functions)" does not exist$/;
+
+/**
+ * Turns a connection failure into a one-line SkiplockError that names the target but no
+ * password, and a statement on a table of an unmigrated schema into "schema x is not
+ * migrated". Other errors are returned with any secret redacted.
+ */
+export function describeDbError(err: unknown, connectionString?: string): Error {
+  const secrets = secretsOf(connectionString);
   const code = (err as { code?: unknown } | null)?.code;
   const message = redactSecrets(errorMessage(err).split('\n')[0] ?? '', secrets);
-  if (typeof code === 'string' && (CONNECT_CODES.has(code) || code === '28P01' || code === '3D000' || code === '28000')) {
+  if (typeof code === 'string' && (CONNECT_CODES.has(code) || REFUSAL_CODES.has(code))) {
     return new SkiplockError(`cannot connect to PostgreSQL at ${describeTarget(connectionString)}: ${message}`, { cause: err });
   }
-  if (/timeout exceeded when trying to connect|Connection terminated/i.test(message)) {
+  if (/timeout exceeded when trying to connect|Connection terminated/i.test(message) && !(err instanceof SkiplockError)) {
     return new SkiplockError(`cannot connect to PostgreSQL at ${describeTarget(connectionString)}: ${message}`, { cause: err });
   }
+  const missing = code === '42P01' ? OWN_RELATIONS.exec(message) : null;
+  if (missing !== null) return new SkiplockError(`schema ${missing[1]} is not migrated; run \`skiplock migrate\``, { cause: err });
   if (err instanceof SkiplockError) return err;
   return new SkiplockError(message, { cause: err });
 }

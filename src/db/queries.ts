@@ -72,7 +72,8 @@ export function loadQueryFile<N extends string>(file: string, names: readonly N[
   const entries = names.map((name): [N, NamedQuery] => {
     const text = parsed.get(name);
     if (text === undefined) throw new Error(`sql/queries/${file} has no query named ${name}`);
-    return [name, Object.freeze({ name: `skiplock:${schema}:${name}`, text: withSchema(text, schema) })];
+    // The file is part of the prepared statement's name: two files may both name a query `list`.
+    return [name, Object.freeze({ name: `skiplock:${schema}:${file.replace(/\.sql$/, '')}:${name}`, text: withSchema(text, schema) })];
   });
   return Object.freeze(Object.fromEntries(entries) as Record<N, NamedQuery>);
 }

@@ -114,4 +114,5 @@ export class QueueStore {
     const res = await this.pool.query<{ ms: number | null }>({ ...this.queries.nextRateCapacity, values: [queues ?? null] });
     return res.rows[0]?.ms ?? null;
   }
+
 }

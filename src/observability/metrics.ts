@@ -16,7 +16,9 @@ export interface JobMetrics {
 }
 
 /** A source of queue depth rows for the skiplock_queue_depth gauge, read on each scrape. */
-export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; status: string; jobs: number }>>;
+export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; status: string; jobs: number; oldestDueSeconds?: number | null }>>;
+/** Whether the worker's LISTEN connection is up now (null: the worker does not listen). */
+export type ListenerSource = () => boolean | null;
 export type QueueSettingsSource = () => Promise<ReadonlyArray<{ name: string; paused: boolean }>>;
 
 /** Schedules as skiplock_schedule_last_slot_timestamp_seconds and skiplock_schedule_lag_seconds read them at scrape time. */
@@ -24,6 +26,21 @@ export type ScheduleSource = () => Promise<{
   now: Date;
   schedules: ReadonlyArray<{ name: string; paused: boolean; nextSlot: Date | null; lastSlot: Date | null }>;
 }>;
+
+/**
+ * A read that the gauges collected in one scrape share: the first collect() starts it, the
+ * others of the same scrape get the same promise; the next scrape reads again. Undefined
+ * while there is no source.
+ */
+function sharedRead<T>(source: () => (() => Promise<T>) | undefined): () => Promise<T> | undefined {
+  let pending: Promise<T> | undefined;
+  return () => {
+    const read = source();
+    if (read === undefined) return undefined;
+    pending ??= read().finally(() => setImmediate(() => (pending = undefined)));
+    return pending;
+  };
+}
 
 /** The metrics of one worker process, in a registry of its own. */
 export class Metrics {
@@ -40,7 +57,10 @@ export class Metrics {
   readonly handoffs: Counter;
   readonly claims: Counter<'result'>;
   readonly queueDepth: Gauge<'queue' | 'status'>;
+  readonly queueOldestDue: Gauge<'queue'>;
   private depthSource: QueueDepthSource | undefined;
+  readonly listenerConnected: Gauge;
+  private listenerSource: ListenerSource | undefined;
   readonly queuePaused: Gauge<'queue'>;
   private settingsSource: QueueSettingsSource | undefined;
   readonly scheduleEnqueued: Counter<'schedule'>;
@@ -122,17 +142,45 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
+    // One read of the table per scrape serves both queue gauges.
+    const readDepth = sharedRead(() => self.depthSource);
     this.queueDepth = new Gauge({
       name: `${PREFIX}queue_depth`,
-      help: 'Jobs in the table by queue and status, read from the database at scrape time.',
+      help: "Jobs in the table by queue and status, read from the database at scrape time; status 'queued' counts due jobs, 'scheduled' queued jobs not yet due.",
       labelNames: ['queue', 'status'],
       registers,
       async collect() {
-        const source = self.depthSource;
-        if (source === undefined) return;
-        const rows = await source();
+        const pending = readDepth();
+        if (pending === undefined) return;
+        const rows = await pending;
         this.reset();
         for (const row of rows) this.set({ queue: row.queue, status: row.status }, row.jobs);
+      },
+    });
+    this.queueOldestDue = new Gauge({
+      name: `${PREFIX}queue_oldest_due_age_seconds`,
+      help: 'How long the longest-due queued job of each queue has been due (0 when none waits), read from the database at scrape time.',
+      labelNames: ['queue'],
+      registers,
+      async collect() {
+        const pending = readDepth();
+        if (pending === undefined) return;
+        const rows = await pending;
+        this.reset();
+        const queues = new Set(rows.filter((r) => r.status === 'queued' || r.status === 'scheduled' || r.status === 'running').map((r) => r.queue));
+        for (const queue of queues) this.set({ queue }, 0);
+        for (const row of rows) if (row.status === 'queued') this.set({ queue: row.queue }, row.oldestDueSeconds ?? 0);
+      },
+    });
+    this.listenerConnected = new Gauge({
+      name: `${PREFIX}listener_connected`,
+      help: "Whether the worker's LISTEN connection is up (1) or not (0); absent when the worker polls only.",
+      registers,
+      collect() {
+        const source = self.listenerSource;
+        const up = source === undefined ? null : source();
+        this.reset();
+        if (up !== null) this.set(up ? 1 : 0);
       },
     });
     this.queuePaused = new Gauge({
@@ -166,13 +214,7 @@ export class Metrics {
       registers,
     });
     // One read of the schedules per scrape serves both gauges.
-    let read: ReturnType<ScheduleSource> | undefined;
-    const readSchedules = (): ReturnType<ScheduleSource> | undefined => {
-      const source = self.scheduleSource;
-      if (source === undefined) return undefined;
-      read ??= source().finally(() => setImmediate(() => (read = undefined)));
-      return read;
-    };
+    const readSchedules = sharedRead(() => self.scheduleSource);
     this.scheduleLastSlot = new Gauge({
       name: `${PREFIX}schedule_last_slot_timestamp_seconds`,
       help: 'The last slot each schedule enqueued, as a Unix time, read from the database at scrape time.',
@@ -219,6 +261,11 @@ export class Metrics {
   /** Sets where skiplock_queue_depth reads from. */
   setQueueDepthSource(source: QueueDepthSource | undefined): void {
     this.depthSource = source;
+  }
+
+  /** Where skiplock_listener_connected reads the listener's state (undefined: not served). */
+  setListenerSource(source: ListenerSource | undefined): void {
+    this.listenerSource = source;
   }
 
   /** Where skiplock_queue_paused reads the queues' settings at scrape time (undefined: not at all). */

@@ -70,7 +70,7 @@ export function normalizeJob(spec: JobSpec, options: NormalizeOptions = {}): Nor
     checkInteger(timeoutMs, 'timeout (ms)', 1, MAX_TIMER_MS);
   }
   const payload = serializePayload(spec.payload, options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES);
-  return { queue, task, payload, priority, runAt, delayMs, maxAttempts, dedupeKey, concurrencyKey, concurrencyLimit, timeoutMs };
+  return { queue, task, payload, priority, runAt, delayMs, maxAttempts, dedupeKey, concurrencyKey, concurrencyLimit, timeoutMs, traceparent: null };
 }
 
 function parseRunAt(text: string): Date {

@@ -1,9 +1,10 @@
 import type pg from 'pg';
-import { DEFAULT_SCHEMA, checkInteger, validateSchema } from '../config.js';
+import { DEFAULT_SCHEMA, checkInteger, checkJobId, validateSchema } from '../config.js';
 import { JobStore } from '../db/jobstore.js';
 import { type ConnectionOptions, type Queryable, createPool, dbErrorDescriber, describingErrors } from '../db/pool.js';
 import { SkiplockError } from '../errors.js';
 import type { JobOptions, JobRecord, JobSpec, NormalizedJob } from '../job.js';
+import { Tracing } from '../observability/tracing.js';
 import { EnqueueCoalescer } from './coalescer.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, normalizeJob } from './jobspec.js';
 import { type ScheduleInfo, type ScheduleOptions, Schedules } from './schedules.js';
@@ -37,6 +38,13 @@ export interface ProducerOptions extends ConnectionOptions {
    * your transaction decides (see EnqueueCallOptions.synchronousCommit).
    */
   synchronousCommit?: boolean;
+  /**
+   * OpenTelemetry spans (default true): when `@opentelemetry/api` can be loaded and an SDK is
+   * registered, a PRODUCER span `send <queue>` per enqueue call, whose W3C trace context is
+   * stored with its jobs so that each attempt's span links to it. With no SDK registered
+   * nothing is recorded or stored.
+   */
+  tracing?: boolean;
 }
 
 /** Payloads up to this size (JSON text, bytes) may be handed off: the row must fit a NOTIFY payload (8000 bytes). */
@@ -91,11 +99,6 @@ function canHandOff(job: NormalizedJob): boolean {
   );
 }
 
-function checkId(id: string): string {
-  if (!/^\d{1,19}$/.test(String(id))) throw new SkiplockError(`invalid job id ${JSON.stringify(id)}`);
-  return id;
-}
-
 function pgCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
@@ -117,6 +120,7 @@ export class Producer {
   private readonly maxPayloadBytes: number;
   private readonly coalescer: EnqueueCoalescer | undefined;
   private readonly handoff: boolean;
+  private readonly tracing: Tracing | undefined;
   private schedulesApi: Schedules | undefined;
 
   constructor(options: ProducerOptions = {}) {
@@ -127,6 +131,7 @@ export class Producer {
     this.pool = options.pool ?? createPool(options);
     this.store = new JobStore(this.pool, this.schema, { synchronousCommit: options.synchronousCommit ?? true });
     this.handoff = options.handoff ?? true;
+    this.tracing = Tracing.create(options.tracing ?? true);
     if (options.coalesce ?? true) {
       this.coalescer = new EnqueueCoalescer(async (jobs) => (await this.insertNormalized(jobs)).ids);
     }
@@ -141,8 +146,9 @@ export class Producer {
   async enqueue(task: string, payload?: unknown, options: JobOptions & EnqueueCallOptions = {}): Promise<EnqueuedJob> {
     const { client, synchronousCommit, ...jobOptions } = options;
     if (client === undefined && synchronousCommit === undefined && this.coalescer !== undefined && (jobOptions.dedupeKey ?? null) === null) {
-      const job = this.normalize({ ...jobOptions, task, payload });
-      return { id: await this.coalescer.add(job), created: true };
+      const coalescer = this.coalescer;
+      const [id] = await this.traced([this.normalize({ ...jobOptions, task, payload })], async ([job]) => [await coalescer.add(job!)]);
+      return { id: id!, created: true };
     }
     const result = await this.enqueueMany([{ ...jobOptions, task, payload }], { client, synchronousCommit });
     const id = result.ids[0];
@@ -153,11 +159,31 @@ export class Producer {
   /** Enqueues many jobs in one statement (all or none) and returns their ids in order. */
   async enqueueMany(jobs: readonly JobSpec[], options: EnqueueCallOptions = {}): Promise<EnqueueResult> {
     const asyncCommit = options.synchronousCommit === undefined ? undefined : !options.synchronousCommit;
-    return this.insertNormalized(
-      jobs.map((job) => this.normalize(job)),
-      options.client,
-      asyncCommit,
-    );
+    const normalized = jobs.map((job) => this.normalize(job));
+    let result: EnqueueResult | undefined;
+    await this.traced(normalized, async (traced) => {
+      result = await this.insertNormalized(traced, options.client, asyncCommit);
+      return result.ids;
+    });
+    return result!;
+  }
+
+  /**
+   * Runs an insert of these jobs inside the enqueue call's span when tracing records: the
+   * jobs carry its trace context, and the span ends with their ids or the error.
+   */
+  private async traced(jobs: NormalizedJob[], insert: (jobs: NormalizedJob[]) => Promise<readonly string[]>): Promise<readonly string[]> {
+    const first = jobs[0];
+    const span = first === undefined ? undefined : this.tracing?.startEnqueue(first.queue, first.task, jobs.length);
+    if (span === undefined) return insert(jobs);
+    try {
+      const ids = await insert(jobs.map((job) => ({ ...job, traceparent: span.traceparent })));
+      span.end({ ids });
+      return ids;
+    } catch (err) {
+      span.end({ error: err });
+      throw err;
+    }
   }
 
   /** Inserts jobs that normalize() already checked; `asyncCommit` undefined: the store's default. */
@@ -233,7 +259,7 @@ export class Producer {
 
   /** The job's row, or undefined. */
   async getJob(id: string, client?: Queryable): Promise<JobRecord | undefined> {
-    return this.store.getJob(checkId(id), client).catch((err: unknown) => {
+    return this.store.getJob(checkJobId(id), client).catch((err: unknown) => {
       throw this.describe(err);
     });
   }
@@ -243,13 +269,13 @@ export class Producer {
    * worker's next heartbeat. Of concurrent cancels of one job, exactly one reports changed.
    */
   async cancel(id: string, client?: Queryable): Promise<TransitionResult> {
-    return this.transition(() => this.store.cancel(checkId(id), client));
+    return this.transition(() => this.store.cancel(checkJobId(id), client));
   }
 
   /** failed|cancelled -> queued, with attempts reset, due now. */
   async retry(id: string, client?: Queryable): Promise<TransitionResult> {
     try {
-      return await this.transition(() => this.store.retry(checkId(id), client));
+      return await this.transition(() => this.store.retry(checkJobId(id), client));
     } catch (err) {
       if (pgCode((err as Error).cause) === UNIQUE_VIOLATION || pgCode(err) === UNIQUE_VIOLATION) {
         throw new SkiplockError(`cannot retry job ${id}: another job with its dedupe key is queued or running`);

@@ -5,6 +5,7 @@ import type { JobStore } from '../db/jobstore.js';
 import { checkout } from '../db/pool.js';
 import { SkiplockError, errorMessage } from '../errors.js';
 import type { Job } from '../job.js';
+import type { Tracing } from '../observability/tracing.js';
 import { DEFAULT_BACKOFF, backoffDelay } from './backoff.js';
 import { Completer, type FinishStatus, type PendingResult } from './completer.js';
 import type { ResolvedTask } from './options.js';
@@ -25,6 +26,8 @@ export interface ExecutorOptions {
    * written results shrank the backlog (`ranMs` undefined). The one event the executor sends.
    */
   onCapacity(ranMs: number | undefined): void;
+  /** OpenTelemetry spans per attempt (undefined: off, or the API cannot be loaded). */
+  tracing?: Tracing | undefined;
 }
 
 type Outcome = { ok: true } | { ok: false; error: unknown };
@@ -151,6 +154,19 @@ export class Executor {
     run.metrics.wait.observe(Math.max(0, (job.startedAtMs - job.runAtMs + (run.startedAt - run.claimedAt)) / 1000));
     const ctx = new RunContext(run, this, this.options.pool);
     const timeoutMs = job.timeoutMs ?? task?.timeoutMs;
+    const span = this.options.tracing?.startAttempt(job);
+    if (span !== undefined) {
+      // The attempt's span: the handler runs in its context and it ends with the handler.
+      run.span = span;
+      span.within(() => this.start(run, task, ctx, timeoutMs));
+      return;
+    }
+    this.start(run, task, ctx, timeoutMs);
+  }
+
+  /** Runs the handler, under its time limit when it has one. */
+  private start(run: JobRun, task: ResolvedTask | undefined, ctx: TaskContext, timeoutMs: number | undefined): void {
+    const { job } = run;
     if (timeoutMs === undefined) {
       runHandler(task, job, ctx, (outcome) => this.settle(run, task, outcome));
       return;
@@ -177,6 +193,7 @@ export class Executor {
     const durationMs = Math.round(seconds * 1000);
     run.durationMs = durationMs;
     run.metrics.duration.observe(seconds);
+    run.span?.end(outcome);
     switch (run.state) {
       case 'running':
         // The slot is free at once; the result is written by the next batched flush.

@@ -69,6 +69,12 @@ export interface WorkerOptions extends ConnectionOptions {
    * sent on its own channel, which saves the claim's round trip. See docs/performance.md.
    */
   handoff?: boolean;
+  /**
+   * OpenTelemetry spans (default true): when `@opentelemetry/api` can be loaded and an SDK is
+   * registered, a CONSUMER span `process <queue>` per attempt, linked to the span of the
+   * enqueue that made the job; the handler runs in its context.
+   */
+  tracing?: boolean;
 }
 
 /** A task as the worker runs it: handler plus its resolved settings. */

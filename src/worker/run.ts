@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ClaimedJob } from '../job.js';
 import type { JobMetrics } from '../observability/metrics.js';
+import type { AttemptSpan } from '../observability/tracing.js';
 
 /**
  * What a worker knows of one job it claimed. A run moves only forward:
@@ -38,6 +39,8 @@ export class JobRun {
   durationMs = 0;
   /** Why the run was lost (state `lost`). */
   lostBy: LossReason | undefined;
+  /** The attempt's trace span while the handler runs (tracing on and recording). */
+  span: AttemptSpan | undefined;
 
   constructor(
     readonly job: ClaimedJob,

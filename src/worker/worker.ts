@@ -1,12 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { AdminStore } from '../db/adminstore.js';
 import { JobStore } from '../db/jobstore.js';
 import { createPool, dbErrorDescriber, retrySessionLost } from '../db/pool.js';
 import { QueueStore } from '../db/queuestore.js';
 import { ScheduleStore } from '../db/schedulestore.js';
 import { SkiplockError } from '../errors.js';
 import type { ClaimedJob } from '../job.js';
+import { Presence } from '../maintenance/presence.js';
 import { Pruner } from '../maintenance/pruner.js';
 import { Reaper } from '../maintenance/reaper.js';
 import { Scheduler } from '../maintenance/scheduler.js';
@@ -14,6 +16,7 @@ import { Schedules } from '../producer/schedules.js';
 import type { Service } from '../maintenance/service.js';
 import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import { Tracing } from '../observability/tracing.js';
 import { PrefetchBuffer } from './buffer.js';
 import { Executor } from './executor.js';
 import { LeaseKeeper } from './leases.js';
@@ -56,6 +59,7 @@ export class Worker {
   private readonly source: JobSource;
   private readonly queues: QueueStates;
   private readonly services: Service[] = [];
+  private readonly presence: Presence;
   private state: WorkerState = 'idle';
   private stopping: Promise<void> | undefined;
 
@@ -90,6 +94,7 @@ export class Worker {
       logger,
       describe,
       onCapacity: (ranMs) => this.capacityGrew(ranMs),
+      tracing: Tracing.create(options.tracing ?? true),
     });
     const { buffer, executor } = this;
     this.leases = new LeaseKeeper({ ...config, store, buffer, executor, logger, describe });
@@ -104,6 +109,15 @@ export class Worker {
       options.connectionString !== undefined ? { connectionString: options.connectionString } : { ...(options.pool?.options ?? {}) };
     this.source = new JobSource({ store, config, connection, intake, queues: this.queues, logger, metrics: this.metrics, describe });
     const { metrics } = this;
+    this.presence = new Presence({
+      store: new AdminStore(this.pool, config.schema),
+      id: this.id,
+      tasks: config.taskNames,
+      queues: config.queues,
+      concurrency: config.concurrency,
+      logger,
+    });
+    this.services.push(this.presence);
     if (config.reaperMs > 0) this.services.push(new Reaper({ store, intervalMs: config.reaperMs, batch: REAP_BATCH, logger, metrics }));
     if (config.pruneMs > 0 && Pruner.needed(config.retention)) {
       this.services.push(new Pruner({ store, retention: config.retention, intervalMs: config.pruneMs, batch: PRUNE_BATCH, logger, metrics }));
@@ -112,6 +126,7 @@ export class Worker {
       this.services.push(new Scheduler({ store: scheduleStore, intervalMs: config.scheduleMs, batch: SCHEDULE_BATCH, logger, metrics }));
     }
     metrics.setQueueDepthSource(() => store.queueDepth());
+    metrics.setListenerSource(() => this.source.listening);
     metrics.setScheduleSource(async () => ({ now: await scheduleStore.now(), schedules: await scheduleStore.list() }));
     metrics.setQueueSettingsSource(() => queueStore.settings());
   }
@@ -148,6 +163,7 @@ export class Worker {
       // only a server that cannot be reached at all fails the start.
       await retrySessionLost(() => this.pool.query('SELECT 1'));
       await retrySessionLost(() => this.declareSchedules());
+      await retrySessionLost(() => this.presence.register());
       await this.source.connect();
     } catch (err) {
       if (this.ownsPool) await this.pool.end().catch(() => undefined);
@@ -183,6 +199,7 @@ export class Worker {
     const unfinished = this.executor.abortRunning();
     await this.leases.stop();
     await Promise.all(this.services.map((service) => service.stop()));
+    await this.presence.remove();
     const back = await this.leases.handBack(unfinished);
     for (const run of unfinished) {
       if (!back.has(run.id)) continue;
@@ -194,6 +211,7 @@ export class Worker {
     // Jobs handed to this worker whose notification never arrived go back at once.
     await this.source.handBackUnknown();
     this.metrics.setQueueDepthSource(undefined);
+    this.metrics.setListenerSource(undefined);
     this.metrics.setQueueSettingsSource(undefined);
     this.metrics.setScheduleSource(undefined);
     if (this.ownsPool) await this.pool.end().catch(() => undefined);

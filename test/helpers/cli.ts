@@ -38,7 +38,28 @@ export function startCli(args: string[], options: { env?: Record<string, string>
   return Object.assign(child, { done, output: () => ({ stdout, stderr }) });
 }
 
-/** Runs `skiplock <args>` to completion. */
-export function runCli(args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> {
-  return startCli(args, options).done;
+/**
+ * Runs `skiplock <args>` to its end and returns what it printed; kills it (and fails) after
+ * timeoutMs. A CLI that stops reading stdin early (a bad line) must not crash the test with
+ * EPIPE.
+ */
+export async function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  const { timeoutMs = 30_000, ...start } = options;
+  const child = startCli(args, start);
+  child.stdin?.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`skiplock ${args.join(' ')} still running after ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([child.done, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

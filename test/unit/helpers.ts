@@ -55,6 +55,7 @@ export function claimedRow(id: string, over: Partial<ClaimedRow> = {}): ClaimedR
     startedAtMs: 1_700_000_001_000,
     scheduleName: null,
     scheduleSlotMs: null,
+    traceparent: null,
     ...over,
   };
 }
