@@ -62,10 +62,10 @@ describe('dedupe keys', () => {
   });
 
   for (const isolation of ['READ COMMITTED', 'REPEATABLE READ'] as const) {
-    it(`64 concurrent enqueues of one key in ${isolation} transactions: one row, one id, no error`, async () => {
+    it(`32 concurrent enqueues of one key in ${isolation} transactions: one row, one id, no error`, async () => {
       const key = `race-${isolation.replace(' ', '-')}`;
-      const racePool = new pg.Pool({ connectionString: db.connectionString, max: 64 });
-      const clients = await Promise.all(Array.from({ length: 64 }, () => racePool.connect()));
+      const racePool = new pg.Pool({ connectionString: db.connectionString, max: 32 });
+      const clients = await Promise.all(Array.from({ length: 32 }, () => racePool.connect()));
       try {
         // Every transaction has its snapshot before any of them inserts.
         await Promise.all(clients.map((c) => c.query(`BEGIN ISOLATION LEVEL ${isolation}`).then(() => c.query('SELECT 1'))));
