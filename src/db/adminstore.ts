@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { channelFor } from '../config.js';
-import type { JobStatus } from '../job.js';
+import type { JobRecord, JobStatus } from '../job.js';
 import type { Queryable } from './pool.js';
 import { type NamedQuery, loadQueryFile } from './queries.js';
 
@@ -34,22 +34,23 @@ export interface JobFilter {
 }
 
 /** One job in a list (`jobs list`): the row without its payload; last_error cut at 300 characters. */
-export interface JobSummary {
-  id: string;
-  queue: string;
-  task: string;
-  status: JobStatus;
-  priority: number;
-  run_at: Date;
-  attempts: number;
-  max_attempts: number;
-  locked_by: string | null;
-  last_error: string | null;
-  created_at: Date;
-  started_at: Date | null;
-  finished_at: Date | null;
-  schedule_name: string | null;
-}
+export type JobSummary = Pick<
+  JobRecord,
+  | 'id'
+  | 'queue'
+  | 'task'
+  | 'status'
+  | 'priority'
+  | 'run_at'
+  | 'attempts'
+  | 'max_attempts'
+  | 'locked_by'
+  | 'last_error'
+  | 'created_at'
+  | 'started_at'
+  | 'finished_at'
+  | 'schedule_name'
+>;
 
 /** What one batch of a bulk action did. */
 export interface BatchResult {
@@ -94,22 +95,25 @@ export interface TaskStats {
 }
 
 /** The facts `jobs why` weighs (sql/queries/admin.sql, why). */
-export interface WhyFacts {
-  id: string;
-  queue: string;
-  task: string;
-  status: JobStatus;
-  priority: number;
-  run_at: Date;
-  attempts: number;
-  max_attempts: number;
-  locked_by: string | null;
-  lease_expires_at: Date | null;
-  last_error: string | null;
-  started_at: Date | null;
-  finished_at: Date | null;
-  concurrency_key: string | null;
-  concurrency_limit: number | null;
+export interface WhyFacts
+  extends Pick<
+    JobRecord,
+    | 'id'
+    | 'queue'
+    | 'task'
+    | 'status'
+    | 'priority'
+    | 'run_at'
+    | 'attempts'
+    | 'max_attempts'
+    | 'locked_by'
+    | 'lease_expires_at'
+    | 'last_error'
+    | 'started_at'
+    | 'finished_at'
+    | 'concurrency_key'
+    | 'concurrency_limit'
+  > {
   now: Date;
   queue_paused: boolean;
   queue_concurrency_limit: number | null;
