@@ -153,6 +153,10 @@ describe('deploy/: dashboard and alert rules against a running worker', () => {
         'skiplock_job_wait_seconds_bucket{le="+Inf",queue="deploy-q",task="deploy-flaky"} 2',
         'skiplock_schedule_lag_seconds{schedule="deploy-tick"}',
         'skiplock_queue_depth{queue="default",status="failed"} 1',
+        'skiplock_oldest_transaction_age_seconds ',
+        'skiplock_table_dead_tuples{table="jobs"} ',
+        'skiplock_table_live_tuples{table="jobs"} ',
+        'skiplock_table_size_bytes{table="jobs"} ',
       ];
       scrape = await waitFor(
         async () => {
@@ -204,6 +208,10 @@ describe('deploy/: dashboard and alert rules against a running worker', () => {
       'skiplock_pruned_jobs_total',
       'skiplock_schedule_lag_seconds',
       'skiplock_schedule_jobs_enqueued_total',
+      'skiplock_oldest_transaction_age_seconds',
+      'skiplock_table_dead_tuples',
+      'skiplock_table_live_tuples',
+      'skiplock_table_size_bytes',
     ]) {
       expect(covered.has(name), `dashboard shows ${name}`).toBe(true);
     }
@@ -214,6 +222,9 @@ describe('deploy/: dashboard and alert rules against a running worker', () => {
         'skiplock_lease_losses_total',
         'skiplock_queue_depth',
         'skiplock_schedule_lag_seconds',
+        'skiplock_oldest_transaction_age_seconds',
+        'skiplock_table_dead_tuples',
+        'skiplock_table_live_tuples',
       ]),
     );
   });

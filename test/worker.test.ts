@@ -307,4 +307,54 @@ describe('worker', () => {
     }
     await worker.stop();
   });
+
+  it('serves the vacuum gauges: the jobs table\'s live and dead rows and size, and a long-held snapshot\'s age', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    const worker = await startWorker({ counted: () => undefined }, { queues: ['vacuum'], metrics });
+    const gauge = (text: string, name: string): number => {
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+      return m === null ? NaN : Number(m[1]);
+    };
+    // A backend flushes its table statistics when idle, at most once a second and otherwise up
+    // to 10 s later: this one is told to flush when it next goes idle, so the inserts show at once.
+    const inserter = await db.pool.connect();
+    let ids: string[];
+    try {
+      ({ ids } = await producer.enqueueMany(Array.from({ length: 30 }, () => ({ task: 'counted', queue: 'vacuum' })), { client: inserter }));
+      await inserter.query('SELECT pg_stat_force_next_flush()');
+    } finally {
+      inserter.release();
+    }
+    await waitFor(async () => {
+      const rows = await db.rows<{ n: string }>(`SELECT count(*) AS n FROM "${db.schema}".jobs WHERE id = ANY($1) AND status = 'succeeded'`, [ids]);
+      return rows[0]?.n === '30' || undefined;
+    });
+    // Dead rows: each claim and completion left one, less what page pruning removed since.
+    const text = await waitFor(async () => {
+      const t = await metrics.text();
+      return gauge(t, 'skiplock_table_live_tuples') >= 30 ? t : undefined;
+    }, 15_000, 'the statistics to count the jobs');
+    expect(text).toContain('# TYPE skiplock_oldest_transaction_age_seconds gauge');
+    expect(text).toMatch(/^skiplock_table_dead_tuples\{table="jobs"\} \d+$/m);
+    expect(text).toMatch(/^skiplock_table_live_tuples\{table="jobs"\} \d+$/m);
+    // Heap and four indexes at least, of one page each.
+    expect(gauge(text, 'skiplock_table_size_bytes')).toBeGreaterThanOrEqual(5 * 8192);
+    expect(gauge(text, 'skiplock_oldest_transaction_age_seconds')).toBeGreaterThanOrEqual(0);
+
+    // A session idle in a REPEATABLE READ transaction holds its snapshot: the gauge shows its age.
+    const holder = new pg.Client({ connectionString: db.connectionString });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await holder.query(`SELECT 1 FROM "${db.schema}".jobs LIMIT 1`);
+      await delay(1500);
+      const held = gauge(await metrics.text(), 'skiplock_oldest_transaction_age_seconds');
+      expect(held).toBeGreaterThanOrEqual(1.4);
+      expect(held).toBeLessThan(3600);
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
+    }
+    await worker.stop();
+  });
 });

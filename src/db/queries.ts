@@ -25,6 +25,8 @@ export const QUERY_NAMES = [
   'handBack',
   'reap',
   'queueDepth',
+  'vacuumHealth',
+  'notify',
   'getJob',
   'cancel',
   'retry',

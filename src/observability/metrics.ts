@@ -21,6 +21,13 @@ export type QueueDepthSource = () => Promise<ReadonlyArray<{ queue: string; stat
 export type ListenerSource = () => boolean | null;
 export type QueueSettingsSource = () => Promise<ReadonlyArray<{ name: string; paused: boolean }>>;
 
+/**
+ * The vacuum health read at scrape time: the jobs table's dead and live tuples, its size on
+ * disk (indexes and TOAST included) and the age of the oldest transaction holding a snapshot
+ * (0 when none).
+ */
+export type VacuumHealthSource = () => Promise<{ deadTuples: number; liveTuples: number; sizeBytes: number; oldestTransactionSeconds: number }>;
+
 /** Schedules as skiplock_schedule_last_slot_timestamp_seconds and skiplock_schedule_lag_seconds read them at scrape time. */
 export type ScheduleSource = () => Promise<{
   now: Date;
@@ -69,6 +76,11 @@ export class Metrics {
   readonly scheduleLastSlot: Gauge<'schedule'>;
   readonly scheduleLag: Gauge<'schedule'>;
   private scheduleSource: ScheduleSource | undefined;
+  readonly oldestTransactionAge: Gauge;
+  readonly tableDeadTuples: Gauge<'table'>;
+  readonly tableLiveTuples: Gauge<'table'>;
+  readonly tableSize: Gauge<'table'>;
+  private vacuumSource: VacuumHealthSource | undefined;
   private readonly byJobKind = new Map<string, JobKindMetrics>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -245,6 +257,59 @@ export class Metrics {
         }
       },
     });
+    // One query per scrape serves the four vacuum gauges.
+    const readVacuum = sharedRead(() => self.vacuumSource);
+    this.oldestTransactionAge = new Gauge({
+      name: `${PREFIX}oldest_transaction_age_seconds`,
+      help: "Age of the database's oldest transaction holding a snapshot (0 when none), read at scrape time: while it stays open, vacuum removes no row version that died after it began.",
+      registers,
+      async collect() {
+        const pending = readVacuum();
+        if (pending === undefined) return;
+        const health = await pending;
+        this.reset();
+        this.set(health.oldestTransactionSeconds);
+      },
+    });
+    this.tableDeadTuples = new Gauge({
+      name: `${PREFIX}table_dead_tuples`,
+      help: "Dead row versions in the table, as PostgreSQL's statistics estimate them (pg_stat_user_tables.n_dead_tup), read at scrape time.",
+      labelNames: ['table'],
+      registers,
+      async collect() {
+        const pending = readVacuum();
+        if (pending === undefined) return;
+        const health = await pending;
+        this.reset();
+        this.set({ table: 'jobs' }, health.deadTuples);
+      },
+    });
+    this.tableLiveTuples = new Gauge({
+      name: `${PREFIX}table_live_tuples`,
+      help: "Live rows in the table, as PostgreSQL's statistics estimate them (pg_stat_user_tables.n_live_tup), read at scrape time.",
+      labelNames: ['table'],
+      registers,
+      async collect() {
+        const pending = readVacuum();
+        if (pending === undefined) return;
+        const health = await pending;
+        this.reset();
+        this.set({ table: 'jobs' }, health.liveTuples);
+      },
+    });
+    this.tableSize = new Gauge({
+      name: `${PREFIX}table_size_bytes`,
+      help: 'Size of the table on disk, its indexes and TOAST included (pg_total_relation_size), read at scrape time.',
+      labelNames: ['table'],
+      registers,
+      async collect() {
+        const pending = readVacuum();
+        if (pending === undefined) return;
+        const health = await pending;
+        this.reset();
+        this.set({ table: 'jobs' }, health.sizeBytes);
+      },
+    });
   }
 
   /** The children for jobs of one queue and task (label validation and hashing happen once). */
@@ -276,6 +341,11 @@ export class Metrics {
   /** Where the schedule gauges read at scrape time (undefined: not at all). */
   setScheduleSource(source: ScheduleSource | undefined): void {
     this.scheduleSource = source;
+  }
+
+  /** Where the vacuum gauges (oldest transaction age, dead and live tuples, table size) read at scrape time (undefined: not at all). */
+  setVacuumHealthSource(source: VacuumHealthSource | undefined): void {
+    this.vacuumSource = source;
   }
 
   async text(): Promise<string> {

@@ -129,6 +129,7 @@ export class Worker {
     metrics.setListenerSource(() => this.source.listening);
     metrics.setScheduleSource(async () => ({ now: await scheduleStore.now(), schedules: await scheduleStore.list() }));
     metrics.setQueueSettingsSource(() => queueStore.settings());
+    metrics.setVacuumHealthSource(() => store.vacuumHealth());
   }
 
   /** Jobs running now. */
@@ -214,6 +215,7 @@ export class Worker {
     this.metrics.setListenerSource(undefined);
     this.metrics.setQueueSettingsSource(undefined);
     this.metrics.setScheduleSource(undefined);
+    this.metrics.setVacuumHealthSource(undefined);
     if (this.ownsPool) await this.pool.end().catch(() => undefined);
     this.state = 'stopped';
     this.logger.info({ handedBack: unfinished.length }, 'worker stopped');
