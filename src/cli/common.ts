@@ -1,12 +1,14 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type pg from 'pg';
-import { DEFAULT_SCHEMA, LOG_LEVELS, type Logger, SkiplockError, createLogger, createPool, describeDbError, validateSchema } from '../index.js';
+import { DEFAULT_SCHEMA, LOG_LEVELS, type Logger, SkiplockError, createLogger, createPool, describeDbError, redactSecrets, validateSchema } from '../index.js';
 
 /** Options every command takes (set on the program, read with optsWithGlobals()). */
 export interface GlobalOptions {
   databaseUrl?: string;
   schema: string;
   logLevel: string;
+  /** false with --no-prepared-statements (for PgBouncer in transaction mode). */
+  preparedStatements?: boolean;
 }
 
 export function globalOptions(): Option[] {
@@ -17,6 +19,7 @@ export function globalOptions(): Option[] {
     ).env('DATABASE_URL'),
     new Option('--schema <name>', 'schema of the jobs table').env('SKIPLOCK_SCHEMA').default(DEFAULT_SCHEMA),
     new Option('--log-level <level>', 'log level').env('SKIPLOCK_LOG_LEVEL').choices(LOG_LEVELS).default('info'),
+    new Option('--no-prepared-statements', 'run statements unnamed, not as prepared statements (needed behind PgBouncer in transaction mode)'),
   ];
 }
 
@@ -49,7 +52,8 @@ export function connectionTarget(connectionString: string | undefined, env: Node
     for (const key of [...url.searchParams.keys()]) if (/password/i.test(key)) url.searchParams.delete(key);
     return url.toString();
   } catch {
-    return 'an unparsable connection string';
+    // hostA:5432,hostB:5433 (a multi-host string) is no URL to node: shown with its password masked
+    return /^postgres(ql)?:\/\/[^/?#]*,/i.test(connectionString) ? redactSecrets(connectionString) : 'an unparsable connection string';
   }
 }
 
@@ -86,7 +90,8 @@ export function openContext(options: GlobalOptions, poolSize = 4): CliContext {
   }
   const logger = createLogger(options.logLevel);
   const connectionString = connectionStringFor(options.databaseUrl);
-  const pool = createPool({ connectionString, max: poolSize, applicationName: 'skiplock cli' }, (err) =>
+  const preparedStatements = options.preparedStatements ?? true;
+  const pool = createPool({ connectionString, max: poolSize, applicationName: 'skiplock cli', preparedStatements }, (err) =>
     logger.warn({ err: describeDbError(err, connectionString).message }, 'idle database connection failed'),
   );
   return { options, schema, logger, pool, connectionString, describe: (err) => describeDbError(err, connectionString) };

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { SkiplockError, VERSION, connectionFailure, errorMessage, redactSecrets } from '../index.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type GlobalOptions, UsageError, connectionHint, connectionStringFor, globalOptions } from './common.js';
 import { dashboardCommand } from './dashboard.js';
+import { devCommand } from './dev.js';
 import { enqueueCommand } from './enqueue.js';
 import { jobsCommand } from './jobs.js';
 import { migrateCommand } from './migrate.js';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
     workersCommand(),
     pruneCommand(),
     dashboardCommand(),
+    devCommand(),
   ]) {
     program.addCommand(command);
   }

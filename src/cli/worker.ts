@@ -19,7 +19,7 @@ import {
 import { type GlobalOptions, UsageError, openContext, optionParser } from './common.js';
 import { type DashboardCliOptions, authTokenOption, checkDashboardOptions, dashboardPort, readOnlyOption } from './dashboard.js';
 
-interface WorkerCliOptions extends DashboardCliOptions {
+export interface WorkerCliOptions extends DashboardCliOptions {
   dashboard?: boolean;
   dashboardPort: number;
   dashboardHost: string;
@@ -40,6 +40,8 @@ interface WorkerCliOptions extends DashboardCliOptions {
   metricsHost: string;
   workerId?: string;
   handoff: boolean;
+  listen?: boolean;
+  listenUrl?: string;
 }
 
 const duration = (what: string) => optionParser((t) => parseDuration(t, what));
@@ -79,6 +81,12 @@ export function workerCommand(): Command {
     .option('--metrics-port <port>', 'port of /metrics and /healthz (0 = off)', optionParser((t) => parseInteger(t, 'metrics port', 0, 65535)), 9464)
     .option('--metrics-host <host>', 'address /metrics and /healthz bind to', '127.0.0.1')
     .option('--worker-id <id>', 'name recorded as the jobs\' locked_by (default host:pid:random)')
+    .option('--no-listen', 'do not LISTEN for wake-ups: poll only, every --poll-interval (no hand-offs either)')
+    .addOption(
+      new Option('--listen-url <url>', 'connection string of the LISTEN connection (default: --database-url); behind PgBouncer in transaction mode point it straight at PostgreSQL').env(
+        'SKIPLOCK_LISTEN_URL',
+      ),
+    )
     .option('--no-handoff', 'do not take jobs handed over directly by producers while idle (they are claimed instead)')
     .option('--dashboard', 'also serve the web dashboard (see skiplock dashboard)')
     .addOption(new Option('--dashboard-port <port>', 'port of the dashboard (implies --dashboard)').argParser(dashboardPort('dashboard port')).default(DEFAULT_DASHBOARD_PORT).implies({ dashboard: true }))
@@ -128,14 +136,14 @@ function firstSignal(logger: Logger): { received: Promise<NodeJS.Signals>; dispo
   };
 }
 
-async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> {
+export async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> {
   const authToken = opts.authToken === '' ? undefined : opts.authToken;
   if (opts.dashboard) checkDashboardOptions(opts.dashboardHost, authToken);
   const ctx = openContext(opts, 1);
   const { logger } = ctx;
   const metrics = new Metrics();
   const pool = createPool(
-    { connectionString: opts.databaseUrl, max: opts.concurrency + 4, applicationName: 'skiplock worker' },
+    { connectionString: opts.databaseUrl, max: opts.concurrency + 4, applicationName: 'skiplock worker', preparedStatements: opts.preparedStatements ?? true },
     (err) => logger.warn({ err: ctx.describe(err).message }, 'idle database connection failed'),
   );
   const signals = firstSignal(logger);
@@ -164,6 +172,8 @@ async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> 
         shutdownGraceMs: opts.shutdownGrace,
         workerId: opts.workerId,
         handoff: opts.handoff,
+        listen: opts.listen,
+        listenConnectionString: opts.listenUrl === '' ? undefined : opts.listenUrl,
         logger,
         metrics,
       });
@@ -184,6 +194,7 @@ async function runWorker(opts: GlobalOptions & WorkerCliOptions): Promise<void> 
     if (opts.dashboard) {
       dashboard = await startDashboard({
         connectionString: opts.databaseUrl,
+        preparedStatements: opts.preparedStatements ?? true,
         schema: ctx.schema,
         host: opts.dashboardHost,
         port: opts.dashboardPort,

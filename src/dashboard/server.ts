@@ -25,6 +25,8 @@ export interface DashboardOptions {
   pool?: pg.Pool;
   /** Without a pool: where to connect (absent: pg reads the PG* variables). */
   connectionString?: string;
+  /** Without a pool: false runs statements unnamed, for PgBouncer in transaction mode (default true). */
+  preparedStatements?: boolean;
   /** Schema of the jobs table (default "skiplock"). */
   schema?: string;
   /** Address to bind (default 127.0.0.1); any other than 127.0.0.1, localhost or ::1 needs authToken. */
@@ -209,7 +211,7 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
   const ownsPool = options.pool === undefined;
   const pool =
     options.pool ??
-    createPool({ connectionString, max: 4, applicationName: 'skiplock dashboard' }, (err) =>
+    createPool({ connectionString, max: 4, applicationName: 'skiplock dashboard', preparedStatements: options.preparedStatements }, (err) =>
       logger.warn({ err: describeDbError(err, connectionString).message }, 'idle database connection failed'),
     );
   const api: Api = {

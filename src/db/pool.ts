@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { SkiplockError, errorMessage, redactSecrets } from '../errors.js';
+import { describeHosts, failoverClient, hostResolverFor, multiHostPassword } from './hosts.js';
 
 /** Anything that runs a query: a pg.Pool, a pooled client or a plain client. */
 export interface Queryable {
@@ -13,6 +14,34 @@ export interface ConnectionOptions {
   max?: number;
   /** application_name seen in pg_stat_activity. */
   applicationName?: string;
+  /**
+   * Run skiplock's statements as named prepared statements (default true: each is parsed
+   * once per connection). Set false behind a pooler that hands a client's statements to any
+   * server connection, such as PgBouncer in transaction mode before 1.21: the pool's clients
+   * then drop the `name` of every query, which runs as an unnamed statement.
+   */
+  preparedStatements?: boolean;
+}
+
+/** A query config without its prepared statement's name (anything else is left as it is). */
+function unnamed(config: unknown): unknown {
+  if (typeof config !== 'object' || config === null || typeof (config as { submit?: unknown }).submit === 'function') return config;
+  if (!('name' in config)) return config;
+  const { name: _name, ...rest } = config as { name?: unknown };
+  return rest;
+}
+
+/**
+ * A pg.Client whose queries never name a prepared statement: the pool's Client when
+ * preparedStatements is false. Everything else is pg's own.
+ */
+class UnpreparedClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    const query = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[]) => unknown;
+    const self = this as unknown as { query: (...args: unknown[]) => unknown };
+    self.query = (first: unknown, ...rest: unknown[]) => query.call(this, unnamed(first), ...rest);
+  }
 }
 
 // int8 (job ids, counts) stays a string: ids may pass 2^53.
@@ -27,6 +56,10 @@ export function createPool(
     connectionTimeoutMillis: 10_000,
   };
   if (options.connectionString !== undefined) config.connectionString = options.connectionString;
+  if (options.preparedStatements === false) config.Client = UnpreparedClient as unknown as new () => pg.ClientBase;
+  // A multi-host string (hostA:5432,hostB:5433): each new connection goes to the current primary (hosts.ts).
+  const resolver = hostResolverFor(options.connectionString);
+  if (resolver) config.Client = failoverClient(resolver, (config.Client ?? pg.Client) as unknown as typeof pg.Client) as unknown as new () => pg.ClientBase;
   const pool = new pg.Pool(config);
   pool.on('error', onIdleError);
   return pool;
@@ -72,6 +105,8 @@ export function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; releas
 /** Where a connection goes, for messages: host:port/database, never the password. */
 export function describeTarget(connectionString?: string): string {
   const env = process.env;
+  const hosts = describeHosts(connectionString);
+  if (hosts !== undefined) return hosts;
   if (connectionString !== undefined) {
     try {
       const url = new URL(connectionString);
@@ -132,7 +167,8 @@ function secretsOf(connectionString: string | undefined): string[] {
       const pw = new URL(connectionString).password;
       if (pw) secrets.push(pw, decodeURIComponent(pw));
     } catch {
-      // not a URL: nothing to pull out
+      const pw = multiHostPassword(connectionString); // hostA,hostB: not a URL to node
+      if (pw) secrets.push(pw, encodeURIComponent(pw));
     }
   }
   if (process.env.PGPASSWORD) secrets.push(process.env.PGPASSWORD);
@@ -141,6 +177,9 @@ function secretsOf(connectionString: string | undefined): string[] {
 
 /** skiplock's tables (and sequence): a statement that finds one missing ran on an unmigrated schema. */
 const OWN_RELATIONS = /^relation "([a-z_][a-z0-9_]{0,47})\.(jobs|jobs_id_seq|waiters|queues|queue_starts|schedules|workers|migrations|functions)" does not exist$/;
+
+/** What to do when named prepared statements fail behind a transaction-mode pooler. */
+const PGBOUNCER_HINT = 'behind PgBouncer in transaction mode use --no-prepared-statements (preparedStatements: false)';
 
 /**
  * Turns a connection failure into a one-line SkiplockError that names the target but no
@@ -156,6 +195,11 @@ export function describeDbError(err: unknown, connectionString?: string): Error 
   }
   if (/timeout exceeded when trying to connect|Connection terminated/i.test(message) && !(err instanceof SkiplockError)) {
     return new SkiplockError(`cannot connect to PostgreSQL at ${describeTarget(connectionString)}: ${message}`, { cause: err });
+  }
+  // Named prepared statements through a pooler that moves a client between server
+  // connections: the statement was prepared on another one (or another client's is there).
+  if ((code === '26000' || code === '42P05') && /^prepared statement "skiplock:[^"]*" (does not exist|already exists)$/.test(message)) {
+    return new SkiplockError(`${message}; ${PGBOUNCER_HINT}`, { cause: err });
   }
   const missing = code === '42P01' ? OWN_RELATIONS.exec(message) : null;
   if (missing !== null) return new SkiplockError(`schema ${missing[1]} is not migrated; run \`skiplock migrate\``, { cause: err });

@@ -1,7 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import pgListen, { type Subscriber } from 'pg-listen';
+import pgListen, { type Options } from 'pg-listen';
 import type { Logger } from 'pino';
-import { errorMessage } from '../errors.js';
+import { hostResolverFor } from '../db/hosts.js';
+import { SkiplockError, errorMessage } from '../errors.js';
+import { FailoverSubscriber, type ListenSubscriber } from './failover.js';
 
 export interface ListenerOptions {
   /** Connection settings for the dedicated LISTEN connection. */
@@ -18,7 +21,21 @@ export interface ListenerOptions {
   handoff?: { channel: string; onPayload: (text: string) => void };
   /** The schema's queues channel: a queue's settings changed (payload passed on as text). */
   queues?: { channel: string; onNotify: (payload: string) => void };
+  /**
+   * Sends a notification through another connection (the worker's pool). With it, start()
+   * checks that a notification sent that way reaches the LISTEN connection, and fails when
+   * none does within `checkTimeoutMs`.
+   */
+  sendCheck?: (channel: string, payload: string) => Promise<void>;
+  /** How long start() waits for its check notification (default 10 s). */
+  checkTimeoutMs?: number;
+  /** Where the LISTEN connection goes, for the check's message (never with a password). */
+  target?: string;
 }
+
+/** What to do when notifications do not reach the LISTEN connection. */
+const NO_SESSION_HINT =
+  'LISTEN needs a session of its own, which a pooler in transaction mode (PgBouncer) does not give, and the same database as the pool; point --listen-url (listenConnectionString) straight at PostgreSQL, or poll only with --no-listen (listen: false)';
 
 /**
  * One LISTEN connection per process (pg-listen). It reconnects forever with a capped
@@ -26,20 +43,24 @@ export interface ListenerOptions {
  * worker; payloads on the worker's own hand-off channel go to the worker as text.
  */
 export class Listener {
-  private readonly subscriber: Subscriber;
+  private readonly subscriber: ListenSubscriber;
   private connected = false;
   private everConnected = false;
   private closed = false;
 
   constructor(private readonly options: ListenerOptions) {
-    // pg-listen is CommonJS: its function is the module's `default` property.
-    this.subscriber = pgListen.default(options.connection, {
+    const settings: Options = {
       parse: (text: string) => text,
       retryLimit: Infinity,
       retryTimeout: 0,
       retryInterval: (attempt: number) => Math.min(5000, 100 * 2 ** Math.min(attempt, 6)),
       paranoidChecking: 10_000,
-    });
+    };
+    // A multi-host connection string reconnects to whichever host is the primary by then
+    // (failover.ts); any other goes straight to pg-listen, which is CommonJS: its function is
+    // the module's `default` property.
+    const resolver = hostResolverFor(options.connection.connectionString);
+    this.subscriber = resolver ? new FailoverSubscriber(resolver, options.connection, settings) : pgListen.default(options.connection, settings);
     const { events, notifications } = this.subscriber;
     notifications.on(options.channel, () => options.onNotify());
     const { handoff } = options;
@@ -74,9 +95,44 @@ export class Listener {
       await this.subscriber.listenTo(this.options.channel);
       if (this.options.handoff) await this.subscriber.listenTo(this.options.handoff.channel);
       if (this.options.queues) await this.subscriber.listenTo(this.options.queues.channel);
+      await this.checkDelivery();
     } catch (err) {
       await this.stop();
       throw err;
+    }
+  }
+
+  /**
+   * A notification sent through the pool must reach this connection: behind PgBouncer in
+   * transaction mode, LISTEN runs on whichever server connection is free and the server's
+   * notifications go to whoever holds it later (or nobody), so the worker would never hear
+   * one. A private channel, so no other worker wakes.
+   */
+  private async checkDelivery(): Promise<void> {
+    const send = this.options.sendCheck;
+    if (send === undefined) return;
+    const channel = `skiplock_check_${randomBytes(8).toString('hex')}`;
+    const token = randomBytes(8).toString('hex');
+    const timeoutMs = this.options.checkTimeoutMs ?? 10_000;
+    const { notifications } = this.subscriber;
+    let timer: NodeJS.Timeout | undefined;
+    let onPayload: ((payload: unknown) => void) | undefined;
+    const arrived = new Promise<boolean>((resolve) => {
+      onPayload = (payload) => {
+        if (payload === token) resolve(true);
+      };
+      notifications.on(channel, onPayload);
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      await this.subscriber.listenTo(channel);
+      await send(channel, token);
+      if (await arrived) return;
+      const where = this.options.target === undefined ? '' : ` (${this.options.target})`;
+      throw new SkiplockError(`the LISTEN connection${where} received no notification within ${timeoutMs / 1000} s of one sent through the pool: ${NO_SESSION_HINT}`);
+    } finally {
+      clearTimeout(timer);
+      if (onPayload) notifications.removeListener(channel, onPayload);
     }
   }
 

@@ -61,8 +61,14 @@ export interface WorkerOptions extends ConnectionOptions {
   workerId?: string;
   logger?: Logger;
   metrics?: Metrics;
-  /** Wake on NOTIFY (default true); without it the worker only polls. */
+  /** Wake on NOTIFY (default true); without it the worker only polls (every `pollIntervalMs`). */
   listen?: boolean;
+  /**
+   * Where the LISTEN connection goes (default: `connectionString`, else the pool's settings).
+   * LISTEN needs a session of its own: behind PgBouncer in transaction mode point this
+   * straight at PostgreSQL while the pool's queries go through PgBouncer.
+   */
+  listenConnectionString?: string;
   /**
    * Take jobs handed over directly by producers while idle (default true; needs `listen`):
    * a single due job enqueued while this worker waits is inserted already claimed for it and

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { channelFor, queuesChannelFor } from '../config.js';
 import type { JobStore } from '../db/jobstore.js';
-import { retrySessionLost } from '../db/pool.js';
+import { describeTarget, retrySessionLost } from '../db/pool.js';
 import type { ClaimedJob } from '../job.js';
 import { Periodic } from '../maintenance/periodic.js';
 import { Listener } from '../notifications/listener.js';
@@ -88,6 +88,9 @@ export class JobSource {
       connection: { ...options.connection, application_name: `skiplock listener ${config.id}`.slice(0, 63) },
       channel: channelFor(config.schema),
       logger,
+      // At start, a notification sent through the pool must arrive (not behind a transaction pooler).
+      sendCheck: (channel, payload) => store.notify(channel, payload),
+      target: options.connection.connectionString === undefined ? undefined : describeTarget(options.connection.connectionString),
       onNotify: () => {
         metrics.notifications.inc();
         this.wake();

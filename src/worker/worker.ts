@@ -105,8 +105,8 @@ export class Worker {
       accept: (jobs) => this.accept(jobs),
       paused: (queues) => this.queuesPaused(queues),
     };
-    const connection: pg.ClientConfig =
-      options.connectionString !== undefined ? { connectionString: options.connectionString } : { ...(options.pool?.options ?? {}) };
+    const listenTo = options.listenConnectionString ?? options.connectionString;
+    const connection: pg.ClientConfig = listenTo !== undefined ? { connectionString: listenTo } : { ...(options.pool?.options ?? {}) };
     this.source = new JobSource({ store, config, connection, intake, queues: this.queues, logger, metrics: this.metrics, describe });
     const { metrics } = this;
     this.presence = new Presence({

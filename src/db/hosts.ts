@@ -1,0 +1,421 @@
+import pg from 'pg';
+import { SkiplockError, errorMessage, redactSecrets } from '../errors.js';
+
+/**
+ * Multi-host connection strings (standby failover). node-postgres connects to one host only;
+ * libpq takes a list and a `target_session_attrs`:
+ *
+ *   postgres://user@hostA:5432,hostB:5433/db?target_session_attrs=read-write
+ *   host=hostA,hostB port=5432,5433 user=user dbname=db target_session_attrs=read-write
+ *
+ * Such a string gets a HostResolver (one per string and process, shared by its pools and
+ * LISTEN connections) that knows the last host found fit: writable for `read-write` and
+ * `primary`, reachable for `any` (libpq's default). New connections go there. A connection
+ * that cannot connect, is lost (terminated by the server, admin shutdown, a broken socket)
+ * or runs into a read-only error (SQLSTATE 25006) makes the resolver forget that host; the
+ * next connection probes the hosts again in order (a short connect, `SELECT
+ * pg_is_in_recovery()`) and goes to the first fit one. So after a failover, once a standby
+ * is promoted, every new connection of the pool and the listener's reconnects find it by
+ * themselves. When none is fit, a connection fails with one line:
+ * `cannot connect to any of hostA:5432, hostB:5433 (connection refused)`.
+ *
+ * A string with one host is not touched: pg parses it as always.
+ */
+
+export interface HostAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The values of libpq's target_session_attrs a queue can work with (it must write). */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'primary';
+const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = ['any', 'read-write', 'primary'];
+
+export interface HostList {
+  readonly hosts: readonly HostAddress[];
+  readonly targetSessionAttrs: TargetSessionAttrs;
+  /** "hostA:5432, hostB:5433": for messages. */
+  readonly label: string;
+  /** The path of the string, for messages ("/db", or "" when none). */
+  readonly database: string;
+  /** The password of the string, if any: never to be printed. */
+  readonly password: string | undefined;
+  /** The same connection string with this one host (without target_session_attrs). */
+  connectionStringFor(host: HostAddress): string;
+}
+
+const URL_FORM = /^(postgres(?:ql)?:\/\/)(?:([^@/?#]*)@)?([^/?#]*)(.*)$/is;
+
+function defaultPort(): number {
+  const port = Number(process.env.PGPORT);
+  return Number.isInteger(port) && port > 0 && port < 65536 ? port : 5432;
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port < 1 || port > 65535) throw new SkiplockError(`invalid port "${text}" in the connection string`);
+  return port;
+}
+
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** One "host[:port]" of a URL's host list ("[::1]:5432" for IPv6, "%2Ftmp" for a socket directory). */
+function parseUrlHost(part: string): HostAddress {
+  const v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(part);
+  if (v6) return { host: v6[1] ?? '', port: v6[2] ? parsePort(v6[2]) : defaultPort() };
+  const colon = part.lastIndexOf(':');
+  const host = decode(colon < 0 ? part : part.slice(0, colon));
+  const port = colon < 0 || part.slice(colon + 1) === '' ? defaultPort() : parsePort(part.slice(colon + 1));
+  return { host: host || 'localhost', port };
+}
+
+/** host:port, [v6]:port. */
+function hostLabel(h: HostAddress): string {
+  return h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : encodeURIComponent(host);
+}
+
+function targetSessionAttrs(value: string | null | undefined): TargetSessionAttrs {
+  const attrs = (value ?? 'any').trim().toLowerCase();
+  const known = TARGET_SESSION_ATTRS.find((a) => a === attrs);
+  if (known === undefined) {
+    throw new SkiplockError(`target_session_attrs=${attrs} is not supported: skiplock writes, so use read-write, primary or any`);
+  }
+  return known;
+}
+
+function hostList(
+  hosts: HostAddress[],
+  attrs: TargetSessionAttrs,
+  database: string,
+  password: string | undefined,
+  forHost: (host: HostAddress) => string,
+): HostList {
+  return {
+    hosts,
+    targetSessionAttrs: attrs,
+    label: hosts.map(hostLabel).join(', '),
+    database,
+    password,
+    connectionStringFor: forHost,
+  };
+}
+
+function parseUrlForm(connectionString: string): HostList | undefined {
+  const match = URL_FORM.exec(connectionString);
+  if (!match) return undefined;
+  const [, scheme = '', userinfo, hostsPart = '', rest = ''] = match;
+  if (!hostsPart.includes(',')) return undefined;
+  const hosts = hostsPart.split(',').map(parseUrlHost);
+  // The query without target_session_attrs (pg would only carry it along).
+  const queryAt = rest.indexOf('?');
+  const path = queryAt < 0 ? rest : rest.slice(0, queryAt);
+  const params = new URLSearchParams(queryAt < 0 ? '' : rest.slice(queryAt + 1));
+  const attrs = targetSessionAttrs(params.get('target_session_attrs'));
+  params.delete('target_session_attrs');
+  const query = params.toString();
+  const auth = userinfo === undefined ? '' : `${userinfo}@`;
+  const colon = userinfo?.indexOf(':') ?? -1;
+  const password = userinfo !== undefined && colon >= 0 ? decode(userinfo.slice(colon + 1)) : undefined;
+  return hostList(hosts, attrs, path.replace(/#.*$/, ''), password || undefined, (h) => `${scheme}${auth}${urlHost(h.host)}:${h.port}${path}${query ? `?${query}` : ''}`);
+}
+
+/** libpq's key=value form: values bare or in single quotes, with backslash escapes. */
+function parseKeyValues(text: string): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  const token = /\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))/gy;
+  let at = 0;
+  while (at < text.length) {
+    if (/^\s*$/.test(text.slice(at))) break;
+    token.lastIndex = at;
+    const m = token.exec(text);
+    if (!m) return undefined;
+    out.set((m[1] ?? '').toLowerCase(), (m[2] ?? m[3] ?? '').replace(/\\(.)/g, '$1'));
+    at = token.lastIndex;
+  }
+  return out.size > 0 ? out : undefined;
+}
+
+function parseKeyValueForm(connectionString: string): HostList | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(connectionString)) return undefined;
+  const values = parseKeyValues(connectionString);
+  const hostValue = values?.get('host');
+  if (values === undefined || hostValue === undefined || !hostValue.includes(',')) return undefined;
+  const names = hostValue.split(',').map((h) => h.trim() || 'localhost');
+  const ports = (values.get('port') ?? '').split(',').map((p) => p.trim());
+  if (ports.length !== 1 && ports.length !== names.length) {
+    throw new SkiplockError(`the connection string names ${names.length} hosts but ${ports.length} ports`);
+  }
+  const hosts = names.map((host, i) => {
+    const port = ports.length === 1 ? ports[0] : ports[i];
+    return { host, port: port ? parsePort(port) : defaultPort() };
+  });
+  const attrs = targetSessionAttrs(values.get('target_session_attrs'));
+  const user = values.get('user');
+  const password = values.get('password');
+  const database = values.get('dbname');
+  const params = new URLSearchParams();
+  for (const [key, value] of values) {
+    if (!['host', 'port', 'user', 'password', 'dbname', 'target_session_attrs'].includes(key)) params.set(key, value);
+  }
+  const query = params.toString();
+  const auth = user === undefined ? '' : `${encodeURIComponent(user)}${password ? `:${encodeURIComponent(password)}` : ''}@`;
+  const path = database === undefined ? '' : `/${encodeURIComponent(database)}`;
+  return hostList(hosts, attrs, path, password || undefined, (h) => `postgres://${auth}${urlHost(h.host)}:${h.port}${path}${query ? `?${query}` : ''}`);
+}
+
+/**
+ * The hosts of a multi-host connection string (URL or key=value form), or undefined for a
+ * string with one host (or none). Throws a SkiplockError for a malformed list (a bad port,
+ * ports that do not match the hosts, an unsupported target_session_attrs).
+ */
+export function parseHostList(connectionString: string | undefined): HostList | undefined {
+  if (connectionString === undefined || !connectionString.includes(',')) return undefined;
+  return parseUrlForm(connectionString.trim()) ?? parseKeyValueForm(connectionString.trim());
+}
+
+/** "hostA:5432, hostB:5433/db" for a multi-host string; undefined otherwise (never throws). */
+export function describeHosts(connectionString: string | undefined): string | undefined {
+  try {
+    const list = parseHostList(connectionString);
+    return list && `${list.label}${list.database}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The password of a multi-host string (undefined for other strings): what never to print. */
+export function multiHostPassword(connectionString: string | undefined): string | undefined {
+  try {
+    return parseHostList(connectionString)?.password;
+  } catch {
+    return undefined;
+  }
+}
+
+const CONNECT_CODES: ReadonlyMap<string, string> = new Map([
+  ['ECONNREFUSED', 'connection refused'],
+  ['ENOTFOUND', 'unknown host'],
+  ['EAI_AGAIN', 'host name lookup failed'],
+  ['ETIMEDOUT', 'timed out'],
+  ['EHOSTUNREACH', 'host unreachable'],
+  ['ECONNRESET', 'connection reset'],
+  ['ENOENT', 'no such socket'],
+]);
+
+/** Why a probe of one host failed, in a few words, without the password. */
+function probeFailure(err: unknown, password: string | undefined): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  const reason = typeof code === 'string' ? CONNECT_CODES.get(code) : undefined;
+  if (reason !== undefined) return reason;
+  const message = errorMessage(err).split('\n')[0] ?? '';
+  if (/timeout|timed out/i.test(message)) return 'timed out';
+  return redactSecrets(message, password ? [password] : []);
+}
+
+const sameHost = (a: HostAddress | undefined, b: HostAddress | undefined): boolean => a !== undefined && b !== undefined && a.host === b.host && a.port === b.port;
+
+/** A failed probe is reused for this long: connections failing during an outage do not each probe every host. */
+const PROBE_BACKOFF_MS = 200;
+
+/**
+ * Knows which host of a list new connections go to: the last one a probe found fit. A
+ * suspected host is forgotten; the next `target()` probes the hosts again, in order (one
+ * probe at a time, shared by every caller).
+ */
+export class HostResolver {
+  private current: HostAddress | undefined;
+  private probing: Promise<HostAddress> | undefined;
+  private failed: { at: number; error: Error } | undefined;
+
+  constructor(
+    readonly list: HostList,
+    /** Connect (and query) timeout of each host's probe. */
+    readonly probeTimeoutMs = 3000,
+  ) {}
+
+  /** The host found fit last, while nothing has cast doubt on it. */
+  get known(): HostAddress | undefined {
+    return this.current;
+  }
+
+  /** The host a new connection should go to: the known one, else the first fit one a probe finds. */
+  target(): Promise<HostAddress> {
+    if (this.current !== undefined) return Promise.resolve(this.current);
+    if (this.probing === undefined && this.failed !== undefined && Date.now() - this.failed.at < PROBE_BACKOFF_MS) {
+      return Promise.reject(this.failed.error);
+    }
+    this.probing ??= this.probe().finally(() => (this.probing = undefined));
+    return this.probing;
+  }
+
+  /** A connection to `host` failed, was lost or found it read-only: probe before the next one. */
+  suspect(host: HostAddress): void {
+    if (sameHost(this.current, host)) this.current = undefined;
+  }
+
+  private async probe(): Promise<HostAddress> {
+    const reasons: string[] = [];
+    for (const host of this.list.hosts) {
+      const reason = await this.check(host);
+      if (reason === undefined) {
+        this.current = host;
+        this.failed = undefined;
+        return host;
+      }
+      reasons.push(reason);
+    }
+    const { hosts, label } = this.list;
+    const why = reasons.every((r) => r === reasons[0]) ? reasons[0] : reasons.map((r, i) => `${hosts[i] ? hostLabel(hosts[i]) : '?'}: ${r}`).join('; ');
+    const error = new SkiplockError(`cannot connect to any of ${label} (${why})`);
+    this.failed = { at: Date.now(), error };
+    throw error;
+  }
+
+  /** Undefined when `host` is fit for new connections, else why not. */
+  private async check(host: HostAddress): Promise<string | undefined> {
+    const client = new pg.Client({
+      connectionString: this.list.connectionStringFor(host),
+      connectionTimeoutMillis: this.probeTimeoutMs,
+      query_timeout: this.probeTimeoutMs,
+      application_name: 'skiplock probe',
+    });
+    client.on('error', () => undefined); // a probe's connection lost: its query fails too
+    try {
+      await client.connect();
+      if (this.list.targetSessionAttrs === 'any') return undefined;
+      const { rows } = await client.query<{ recovery: boolean; read_only: boolean }>(
+        `SELECT pg_is_in_recovery() AS recovery, current_setting('transaction_read_only') = 'on' AS read_only`,
+      );
+      if (rows[0]?.recovery !== false) return 'in recovery (a standby)';
+      if (rows[0]?.read_only !== false && this.list.targetSessionAttrs === 'read-write') return 'read-only';
+      return undefined;
+    } catch (err) {
+      return probeFailure(err, this.list.password);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}
+
+const resolvers = new Map<string, HostResolver>();
+
+/**
+ * The resolver of a multi-host connection string, shared by everything in this process that
+ * connects with it (pools and LISTEN connections); undefined for a single-host string.
+ */
+export function hostResolverFor(connectionString: string | undefined): HostResolver | undefined {
+  if (connectionString === undefined) return undefined;
+  const known = resolvers.get(connectionString);
+  if (known !== undefined) return known;
+  const list = parseHostList(connectionString);
+  if (list === undefined) return undefined;
+  const resolver = new HostResolver(list);
+  resolvers.set(connectionString, resolver);
+  return resolver;
+}
+
+/** SQLSTATE read_only_sql_transaction: a write reached a standby (or a read-only session). */
+const READ_ONLY = '25006';
+
+type ClientClass = typeof pg.Client;
+type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void);
+
+/**
+ * A pg.Client class (for pg.Pool's `Client` option) whose connections go to the resolver's
+ * current host, and which tells the resolver when its host let it down: a failed connect, a
+ * lost connection, a read-only error. A connection whose server turned read-only while
+ * another host is now the writable one is closed (the pool then drops it). `Base` is the
+ * class to extend (pg.Client, or one of skiplock's own).
+ */
+export function failoverClient(resolver: HostResolver, Base: ClientClass = pg.Client): ClientClass {
+  return class FailoverClient extends Base {
+    private target: HostAddress | undefined;
+    private endCalled = false;
+
+    constructor(config?: string | pg.ClientConfig) {
+      const given: pg.ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
+      const first = resolver.known ?? resolver.list.hosts[0];
+      super({ ...given, connectionString: first && resolver.list.connectionStringFor(first) });
+      this.on('error', () => {
+        if (this.target !== undefined) resolver.suspect(this.target);
+      });
+      // Whatever `query` is by now (pg's, or the base class's own), wrapped to notice read-only errors.
+      const query = this.query as (...args: unknown[]) => unknown;
+      const self = this as unknown as { query: (...args: unknown[]) => unknown };
+      self.query = (...args: unknown[]) => {
+        const last = args.length - 1;
+        const callback = args[last];
+        if (typeof callback === 'function') {
+          args[last] = (err: unknown, ...results: unknown[]) => {
+            if (err) this.noteQueryError(err);
+            (callback as (...a: unknown[]) => unknown)(err, ...results);
+          };
+        }
+        const result = query.apply(this, args);
+        if (result instanceof Promise) result.then(undefined, (err: unknown) => this.noteQueryError(err));
+        return result;
+      };
+    }
+
+    override connect(): Promise<pg.Client>;
+    override connect(callback: ConnectCallback): void;
+    override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
+      const connected = this.connectToTarget();
+      if (callback === undefined) return connected;
+      const done = callback as (err: Error | null, c?: pg.Client) => void;
+      connected.then(
+        (client) => done(null, client),
+        (err: Error) => done(err),
+      );
+    }
+
+    override end(): Promise<void>;
+    override end(callback: (err: Error) => void): void;
+    override end(callback?: (err: Error) => void): Promise<void> | void {
+      this.endCalled = true;
+      return callback === undefined ? super.end() : super.end(callback);
+    }
+
+    private async connectToTarget(): Promise<pg.Client> {
+      const target = resolver.known ?? (await resolver.target());
+      // Given up on while the hosts were probed (the pool's connect timeout, or end()).
+      if (this.endCalled || this.connection.stream.destroyed) throw new Error('Connection terminated while looking for a writable host');
+      this.target = target;
+      this.host = target.host;
+      this.port = target.port;
+      const params = (this as unknown as { connectionParameters?: { host: string; port: number } }).connectionParameters;
+      if (params !== undefined) {
+        params.host = target.host; // for .pgpass look-ups and password functions
+        params.port = target.port;
+      }
+      try {
+        return await super.connect();
+      } catch (err) {
+        resolver.suspect(target);
+        throw err;
+      }
+    }
+
+    private noteQueryError(err: unknown): void {
+      const target = this.target;
+      if ((err as { code?: unknown } | null)?.code !== READ_ONLY || target === undefined) return;
+      resolver.suspect(target);
+      resolver.target().then(
+        (next) => {
+          if (!sameHost(next, target)) this.connection.stream.destroy(); // the pool drops it
+        },
+        () => undefined,
+      );
+    }
+  };
+}
