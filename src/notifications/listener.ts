@@ -47,6 +47,8 @@ export class Listener {
   private connected = false;
   private everConnected = false;
   private closed = false;
+  /** Counts connection losses and reconnects: the start-up check sends again after one. */
+  private epoch = 0;
 
   constructor(private readonly options: ListenerOptions) {
     const settings: Options = {
@@ -68,6 +70,7 @@ export class Listener {
     const { queues } = options;
     if (queues) notifications.on(queues.channel, (payload: unknown) => queues.onNotify(typeof payload === 'string' ? payload : ''));
     events.on('connected', () => {
+      this.epoch++;
       this.connected = true;
       if (this.everConnected) {
         options.logger.info({ channel: options.channel }, 'notification listener reconnected');
@@ -76,6 +79,7 @@ export class Listener {
       this.everConnected = true;
     });
     events.on('reconnect', (attempt: number) => {
+      this.epoch++;
       if (this.connected && !this.closed) options.onLost?.();
       this.connected = false;
       if (!this.closed) options.logger.warn({ attempt }, 'notification listener reconnecting');
@@ -92,10 +96,13 @@ export class Listener {
   async start(): Promise<void> {
     try {
       await this.subscriber.connect();
+      // The check's channel first: the last LISTEN stays the schema's own (pg_stat_activity.query).
+      const check = this.options.sendCheck && this.prepareCheck(this.options.sendCheck);
+      if (check) await this.subscriber.listenTo(check.channel);
       await this.subscriber.listenTo(this.options.channel);
       if (this.options.handoff) await this.subscriber.listenTo(this.options.handoff.channel);
       if (this.options.queues) await this.subscriber.listenTo(this.options.queues.channel);
-      await this.checkDelivery();
+      await check?.run();
     } catch (err) {
       await this.stop();
       throw err;
@@ -106,34 +113,46 @@ export class Listener {
    * A notification sent through the pool must reach this connection: behind PgBouncer in
    * transaction mode, LISTEN runs on whichever server connection is free and the server's
    * notifications go to whoever holds it later (or nobody), so the worker would never hear
-   * one. A private channel, so no other worker wakes.
+   * one. A private channel, so no other worker wakes. When the connection was lost while
+   * waiting (a terminated backend, a restart), the notification may have gone with it: it is
+   * sent again, up to three times.
    */
-  private async checkDelivery(): Promise<void> {
-    const send = this.options.sendCheck;
-    if (send === undefined) return;
+  private prepareCheck(send: (channel: string, payload: string) => Promise<void>): { channel: string; run: () => Promise<void> } {
     const channel = `skiplock_check_${randomBytes(8).toString('hex')}`;
     const token = randomBytes(8).toString('hex');
     const timeoutMs = this.options.checkTimeoutMs ?? 10_000;
     const { notifications } = this.subscriber;
-    let timer: NodeJS.Timeout | undefined;
-    let onPayload: ((payload: unknown) => void) | undefined;
-    const arrived = new Promise<boolean>((resolve) => {
-      onPayload = (payload) => {
-        if (payload === token) resolve(true);
-      };
-      notifications.on(channel, onPayload);
-      timer = setTimeout(() => resolve(false), timeoutMs);
-    });
-    try {
-      await this.subscriber.listenTo(channel);
-      await send(channel, token);
-      if (await arrived) return;
-      const where = this.options.target === undefined ? '' : ` (${this.options.target})`;
-      throw new SkiplockError(`the LISTEN connection${where} received no notification within ${timeoutMs / 1000} s of one sent through the pool: ${NO_SESSION_HINT}`);
-    } finally {
-      clearTimeout(timer);
-      if (onPayload) notifications.removeListener(channel, onPayload);
-    }
+    let arrived = false;
+    let wake: (() => void) | undefined;
+    const onPayload = (payload: unknown): void => {
+      if (payload !== token) return;
+      arrived = true;
+      wake?.();
+    };
+    notifications.on(channel, onPayload);
+    const run = async (): Promise<void> => {
+      try {
+        for (let attempt = 1; ; attempt++) {
+          const epoch = this.epoch;
+          await send(channel, token);
+          let timer: NodeJS.Timeout | undefined;
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            timer = setTimeout(resolve, timeoutMs);
+            if (arrived) resolve();
+          });
+          clearTimeout(timer);
+          if (arrived) return;
+          if (this.epoch === epoch || attempt >= 3) break;
+        }
+        const where = this.options.target === undefined ? '' : ` (${this.options.target})`;
+        throw new SkiplockError(`the LISTEN connection${where} received no notification within ${timeoutMs / 1000} s of one sent through the pool: ${NO_SESSION_HINT}`);
+      } finally {
+        wake = undefined;
+        notifications.removeListener(channel, onPayload);
+      }
+    };
+    return { channel, run };
   }
 
   async stop(): Promise<void> {

@@ -89,7 +89,7 @@ export class JobSource {
       channel: channelFor(config.schema),
       logger,
       // At start, a notification sent through the pool must arrive (not behind a transaction pooler).
-      sendCheck: (channel, payload) => store.notify(channel, payload),
+      sendCheck: (channel, payload) => retrySessionLost(() => store.notify(channel, payload)),
       target: options.connection.connectionString === undefined ? undefined : describeTarget(options.connection.connectionString),
       onNotify: () => {
         metrics.notifications.inc();

@@ -59,7 +59,13 @@ const PAUSABLE_BATCH = 50;
 /** Of each batch, this many are enqueued one by one (eligible for hand-off), the rest in one statement. */
 const PAUSABLE_SINGLES = 5;
 const PAUSABLE_EVERY_MS = 400;
-const PAUSABLE_JOBS = PAUSABLE_FIRST + PAUSABLE_BATCHES * PAUSABLE_BATCH;
+/**
+ * Enqueued just before the pause, due 400 ms later: whatever the fleet's speed (it may have
+ * drained everything due by then), the pause starts with queued jobs that become due while
+ * it holds, so it is seen keeping due jobs from every claim.
+ */
+const PAUSABLE_DUE_IN_PAUSE = 60;
+const PAUSABLE_JOBS = PAUSABLE_FIRST + PAUSABLE_BATCHES * PAUSABLE_BATCH + PAUSABLE_DUE_IN_PAUSE;
 const TOTAL = CAPPED_JOBS + METERED_JOBS + PAUSABLE_JOBS;
 
 const PAUSE_AT_MS = 1500;
@@ -155,6 +161,8 @@ describe('chaos: queues (pause, concurrency and rate limits)', () => {
     });
 
     // Pause; T is the database clock right after pause() returns (kept as text: microseconds).
+    await delay(Math.max(0, runStart + PAUSE_AT_MS - 100 - Date.now()));
+    await db.producer.enqueueMany(Array.from({ length: PAUSABLE_DUE_IN_PAUSE }, () => ({ ...job(PAUSABLE, pausablePayload()), delay: 400 })));
     await delay(Math.max(0, runStart + PAUSE_AT_MS - Date.now()));
     await queues.pause(PAUSABLE);
     const [pausedRow] = await db.rows<{ t: string }>(`SELECT clock_timestamp()::text AS t`);
