@@ -16,7 +16,8 @@
  * 20), the enqueue→start latency p50/p99 of the jobs started in the window, succeeded jobs/s.
  * At the end a summary and a verdict comparing the run before the long transaction with the
  * run from 45 s after it ended (a vacuum round later): the table no longer grows (10% slack),
- * dead tuples back to their level before (2×, or 5,000), latency p99 and claim time within 2×.
+ * vacuum clearing the dead tuples again (after it, at least one sample at or below the highest
+ * count before: they rise between vacuums, a sawtooth), latency p99 and claim time within 2×.
  * Exits 1 when a goal fails. The cluster is stopped and removed in every case (Ctrl-C included).
  */
 import { execFileSync } from 'node:child_process';
@@ -273,12 +274,13 @@ async function soak(): Promise<number> {
     const deadBefore = Math.max(0, ...before.map((s) => s.dead));
     const deadPeak = Math.max(...samples.map((s) => s.dead));
     const deadAfter = Math.max(0, ...after.map((s) => s.dead));
+    const deadAfterLow = Math.min(...after.map((s) => s.dead));
     console.log('\nsummary');
     console.log(
       `  jobs table + indexes: before the long transaction ${mb(sizeBefore.size)} (heap ${mb(sizeBefore.heap)}), peak ${mb(peak)}, ` +
         `${AFTER_MS / 1000} s after it ended ${mb(settled?.size ?? NaN)}, at the end ${mb(end?.size ?? NaN)} (heap ${mb(end?.heap ?? NaN)})`,
     );
-    console.log(`  dead tuples: at most ${deadBefore} before, peak ${deadPeak}, at most ${deadAfter} from ${AFTER_MS / 1000} s after`);
+    console.log(`  dead tuples: at most ${deadBefore} before, peak ${deadPeak}, ${deadAfterLow} to ${deadAfter} from ${AFTER_MS / 1000} s after`);
     console.log(`  enqueue→start latency: before p50 ${ms(quantile(beforeLat, 0.5))} p99 ${ms(beforeP99)}; after p50 ${ms(quantile(afterLat, 0.5))} p99 ${ms(afterP99)}`);
     console.log(`  claim on an empty queue (median): before ${ms(beforeClaim)}, after ${ms(afterClaim)}`);
     console.log(`  throughput: ${(succeeded / totalS).toFixed(0)} succeeded jobs/s (${sent} enqueued, ${succeeded} succeeded, ${produceErrors} enqueue errors)`);
@@ -294,17 +296,18 @@ async function soak(): Promise<number> {
     await monitor.query(`REINDEX TABLE CONCURRENTLY ${SCHEMA}.jobs`);
     console.log(`  after REINDEX TABLE CONCURRENTLY (workers still running): ${await split()}`);
     // Goals. Steady after the long transaction: no growth once vacuum has caught up (10%
-    // slack), dead tuples back to their level before it; latency and claim time flat (2×,
+    // slack), vacuum clearing dead tuples again (they rise between its visits, so the lowest
+    // sample after is compared with the highest before); latency and claim time flat (2×,
     // with a floor of 5 ms and 0.5 ms for timer noise at sub-millisecond levels).
     const failures: string[] = [];
     if (settled === undefined || end === undefined) failures.push('the run is too short to see the table after the long transaction');
     else if (!(end.size <= 1.1 * settled.size)) failures.push(`the table grew after the long transaction ended: ${mb(settled.size)} ${AFTER_MS / 1000} s after, ${mb(end.size)} at the end`);
-    if (!(deadAfter <= Math.max(2 * deadBefore, 5000))) failures.push(`dead tuples after the long transaction (${deadAfter}) > 2 × before (${deadBefore}) and > 5000`);
+    if (!(deadAfterLow <= Math.max(deadBefore, 5000))) failures.push(`dead tuples after the long transaction never fell to the level before: lowest ${deadAfterLow}, highest before ${deadBefore}`);
     if (!(afterP99 <= Math.max(2 * beforeP99, beforeP99 + 5))) failures.push(`latency p99 after ${ms(afterP99)} > 2 × before ${ms(beforeP99)}`);
     if (!(afterClaim <= Math.max(2 * beforeClaim, beforeClaim + 0.5))) failures.push(`claim time after ${ms(afterClaim)} > 2 × before ${ms(beforeClaim)}`);
     if (failures.length === 0) {
       console.log(
-        'verdict: PASS (after the long transaction: the table stops growing and its dead tuples fall back to their level before; latency p99 and claim time within 2× of before)',
+        'verdict: PASS (after the long transaction: the table stops growing, vacuum clears its dead tuples again; latency p99 and claim time within 2× of before)',
       );
       return 0;
     }

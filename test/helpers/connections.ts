@@ -5,7 +5,8 @@
  * at once, saying so, when it has not (rather than a `too many clients` halfway through);
  * while the files run it samples how many connections the server holds, and afterwards prints
  * the peak. Files run one at a time (vitest.config.ts); each keeps its own budget well under
- * SUITE_BUDGET (the largest: test/keys.test.ts's 32 racing transactions plus its pool).
+ * SUITE_BUDGET (the largest: test/processes.test.ts's 6 worker processes, up to 48, and
+ * test/keys.test.ts's 32 racing transactions plus its pool).
  */
 import pg from 'pg';
 import { DATABASE_URL } from './db.js';
@@ -49,6 +50,9 @@ export default async function setup(): Promise<() => Promise<void>> {
     sampling = false;
     await sampler;
     process.stdout.write(`[connections] peak ${peak} client connections on the server during the suite (${start.used} before it)\n`);
+    if (peak - start.used > SUITE_BUDGET) {
+      process.stdout.write(`[connections] warning: the suite (or other clients meanwhile) went ${peak - start.used - SUITE_BUDGET} over its budget of ${SUITE_BUDGET}\n`);
+    }
     await client.end().catch(() => undefined);
   };
 }
