@@ -11,28 +11,19 @@
  * of the cluster's processes (/proc: user + system), so jobs per second per PostgreSQL core;
  * and the connections the worker held. Removes the cluster.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, readdirSync } from 'node:fs';
 import pg from 'pg';
 import { Producer, Worker, migrate } from '../dist/src/index.js';
+import { startPrivateCluster } from '../scripts/private-cluster.js';
 
 const JOBS = Number(process.argv[2] ?? 50_000);
 const PORT = 5471;
-const BIN = `/usr/lib/postgresql/${readdirSync('/usr/lib/postgresql').sort().pop()}/bin`;
-const URL = `postgres://postgres@127.0.0.1:${PORT}/postgres`;
-const asRoot = process.getuid?.() === 0;
-const dir = mkdtempSync(join(tmpdir(), 'skiplock-capacity-'));
-const data = join(dir, 'data');
-
-function run(cmd: string, args: string[]): string {
-  return asRoot ? execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { encoding: 'utf8' }) : execFileSync(cmd, args, { encoding: 'utf8' });
-}
+const cluster = startPrivateCluster('capacity', PORT, ['shared_buffers = 256MB', 'autovacuum = off', 'max_connections = 50']);
+const URL = cluster.url;
 
 /** CPU seconds (user + system) of every process of the cluster: the postmaster's children and itself. */
 function clusterCpuSeconds(): number {
-  const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const pid = cluster.postmasterPid();
   const tick = 100; // USER_HZ on Linux
   let total = 0;
   for (const entry of readdirSync('/proc')) {
@@ -142,22 +133,8 @@ async function measure(keepSucceededMs: number | undefined, label: string): Prom
 }
 
 try {
-  if (asRoot) execFileSync('chown', ['postgres:postgres', dir]);
-  chmodSync(dir, 0o700);
-  run(`${BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']);
-  writeFileSync(
-    join(data, 'postgresql.auto.conf'),
-    [`port = ${PORT}`, "listen_addresses = '127.0.0.1'", 'shared_buffers = 256MB', 'autovacuum = off', 'max_connections = 50', `unix_socket_directories = '${dir}'`, ''].join('\n'),
-  );
-  if (asRoot) execFileSync('chown', ['postgres:postgres', join(data, 'postgresql.auto.conf')]);
-  run(`${BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'log'), '-w', 'start']);
   const results = [await measure(undefined, 'kept (default: a day)'), await measure(0, 'deleted at once (keepSucceededMs 0)')];
   for (const r of results) console.log(JSON.stringify(r));
 } finally {
-  try {
-    run(`${BIN}/pg_ctl`, ['-D', data, '-m', 'immediate', 'stop']);
-  } catch {
-    // not started
-  }
-  rmSync(dir, { recursive: true, force: true });
+  cluster.stop();
 }

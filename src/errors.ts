@@ -21,3 +21,14 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
 }
+
+/** Node's socket error codes of a failed connection, in a few words. */
+export const CONNECT_CODES: ReadonlyMap<string, string> = new Map([
+  ['ECONNREFUSED', 'connection refused'],
+  ['ENOTFOUND', 'unknown host'],
+  ['EAI_AGAIN', 'host name lookup failed'],
+  ['ETIMEDOUT', 'timed out'],
+  ['EHOSTUNREACH', 'host unreachable'],
+  ['ECONNRESET', 'connection reset'],
+  ['ENOENT', 'no such socket'],
+]);

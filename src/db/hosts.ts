@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { SkiplockError, errorMessage, redactSecrets } from '../errors.js';
+import { CONNECT_CODES, SkiplockError, errorMessage, redactSecrets } from '../errors.js';
 
 /**
  * Multi-host connection strings (standby failover). node-postgres connects to one host only;
@@ -202,15 +202,6 @@ export function multiHostPassword(connectionString: string | undefined): string 
   }
 }
 
-const CONNECT_CODES: ReadonlyMap<string, string> = new Map([
-  ['ECONNREFUSED', 'connection refused'],
-  ['ENOTFOUND', 'unknown host'],
-  ['EAI_AGAIN', 'host name lookup failed'],
-  ['ETIMEDOUT', 'timed out'],
-  ['EHOSTUNREACH', 'host unreachable'],
-  ['ECONNRESET', 'connection reset'],
-  ['ENOENT', 'no such socket'],
-]);
 
 /** Why a probe of one host failed, in a few words, without the password. */
 function probeFailure(err: unknown, password: string | undefined): string {

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { SkiplockError, errorMessage, redactSecrets } from '../errors.js';
+import { CONNECT_CODES, SkiplockError, errorMessage, redactSecrets } from '../errors.js';
 import { describeHosts, failoverClient, hostResolverFor, multiHostPassword } from './hosts.js';
 
 /** Anything that runs a query: a pg.Pool, a pooled client or a plain client. */
@@ -119,15 +119,6 @@ export function describeTarget(connectionString?: string): string {
   return `${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'}/${env.PGDATABASE ?? env.PGUSER ?? env.USER ?? ''}`;
 }
 
-const CONNECT_CODES: ReadonlyMap<string, string> = new Map([
-  ['ECONNREFUSED', 'connection refused'],
-  ['ENOTFOUND', 'unknown host'],
-  ['EAI_AGAIN', 'host name lookup failed'],
-  ['ETIMEDOUT', 'timed out'],
-  ['EHOSTUNREACH', 'host unreachable'],
-  ['ECONNRESET', 'connection reset'],
-  ['ENOENT', 'no such socket'],
-]);
 /** Server refusals of the connection itself: bad password, no such role or database, pg_hba. */
 const REFUSAL_CODES = new Set(['28P01', '28000', '3D000']);
 

@@ -259,57 +259,47 @@ export class Metrics {
     });
     // One query per scrape serves the four vacuum gauges.
     const readVacuum = sharedRead(() => self.vacuumSource);
-    this.oldestTransactionAge = new Gauge({
-      name: `${PREFIX}oldest_transaction_age_seconds`,
-      help: "Age of the database's oldest transaction holding a snapshot (0 when none), read at scrape time: while it stays open, vacuum removes no row version that died after it began.",
-      registers,
-      async collect() {
-        const pending = readVacuum();
-        if (pending === undefined) return;
-        const health = await pending;
-        this.reset();
-        this.set(health.oldestTransactionSeconds);
-      },
-    });
-    this.tableDeadTuples = new Gauge({
-      name: `${PREFIX}table_dead_tuples`,
-      help: "Dead row versions in the table, as PostgreSQL's statistics estimate them (pg_stat_user_tables.n_dead_tup), read at scrape time.",
-      labelNames: ['table'],
-      registers,
-      async collect() {
-        const pending = readVacuum();
-        if (pending === undefined) return;
-        const health = await pending;
-        this.reset();
-        this.set({ table: 'jobs' }, health.deadTuples);
-      },
-    });
-    this.tableLiveTuples = new Gauge({
-      name: `${PREFIX}table_live_tuples`,
-      help: "Live rows in the table, as PostgreSQL's statistics estimate them (pg_stat_user_tables.n_live_tup), read at scrape time.",
-      labelNames: ['table'],
-      registers,
-      async collect() {
-        const pending = readVacuum();
-        if (pending === undefined) return;
-        const health = await pending;
-        this.reset();
-        this.set({ table: 'jobs' }, health.liveTuples);
-      },
-    });
-    this.tableSize = new Gauge({
-      name: `${PREFIX}table_size_bytes`,
-      help: 'Size of the table on disk, its indexes and TOAST included (pg_total_relation_size), read at scrape time.',
-      labelNames: ['table'],
-      registers,
-      async collect() {
-        const pending = readVacuum();
-        if (pending === undefined) return;
-        const health = await pending;
-        this.reset();
-        this.set({ table: 'jobs' }, health.sizeBytes);
-      },
-    });
+    type Health = Awaited<ReturnType<VacuumHealthSource>>;
+    const vacuumGauge = <L extends string>(name: string, help: string, labelNames: readonly L[], value: (health: Health) => number): Gauge<L> =>
+      new Gauge<L>({
+        name: `${PREFIX}${name}`,
+        help,
+        labelNames,
+        registers,
+        async collect() {
+          const pending = readVacuum();
+          if (pending === undefined) return;
+          const health = await pending;
+          this.reset();
+          // The table gauges are of the jobs table; the transaction age is the server's.
+          const labels = Object.fromEntries(labelNames.map((l) => [l, 'jobs'])) as Partial<Record<L, string>>;
+          this.set(labels, value(health));
+        },
+      });
+    this.oldestTransactionAge = vacuumGauge(
+      'oldest_transaction_age_seconds',
+      "Age of the database's oldest transaction holding a snapshot (0 when none), read at scrape time: while it stays open, vacuum removes no row version that died after it began.",
+      [],
+      (h) => h.oldestTransactionSeconds,
+    );
+    this.tableDeadTuples = vacuumGauge(
+      'table_dead_tuples',
+      "Dead row versions in the table, as PostgreSQL's statistics estimate them (pg_stat_user_tables.n_dead_tup), read at scrape time.",
+      ['table'],
+      (h) => h.deadTuples,
+    );
+    this.tableLiveTuples = vacuumGauge(
+      'table_live_tuples',
+      "Live rows in the table, as PostgreSQL's statistics estimate them (pg_stat_user_tables.n_live_tup), read at scrape time.",
+      ['table'],
+      (h) => h.liveTuples,
+    );
+    this.tableSize = vacuumGauge(
+      'table_size_bytes',
+      'Size of the table on disk, its indexes and TOAST included (pg_total_relation_size), read at scrape time.',
+      ['table'],
+      (h) => h.sizeBytes,
+    );
   }
 
   /** The children for jobs of one queue and task (label validation and hashing happen once). */
