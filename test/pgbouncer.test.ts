@@ -312,6 +312,30 @@ describe('through PgBouncer in transaction mode (preparedStatements: false)', ()
     }
   }, 30_000);
 
+  it("prunes through it: the worker's pruner; skiplock jobs list, jobs cancel --all and prune from the CLI", async () => {
+    const worker = await startWorker({ pruned: () => undefined }, { queues: ['prune'], keepSucceededMs: 1, pruneIntervalMs: 200 });
+    const { ids } = await producer.enqueueMany(Array.from({ length: 5 }, () => ({ task: 'pruned', payload: {}, queue: 'prune' })));
+    await waitFor(
+      async () => (await db.rows(`SELECT 1 FROM "${db.schema}".jobs WHERE id = ANY($1)`, [ids])).length === 0 || undefined,
+      20_000,
+      "the worker's pruner to delete the succeeded jobs",
+    );
+    await worker.stop();
+
+    const globals = ['--no-prepared-statements', '--database-url', bouncerUrl, '--schema', db.schema];
+    const { ids: old } = await producer.enqueueMany(Array.from({ length: 3 }, () => ({ task: 'nobody', payload: {}, queue: 'prune-cli' })));
+    const listed = await runCli([...globals, 'jobs', 'list', '--queue', 'prune-cli', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as { jobs: Array<{ id: string }> }).jobs.map((j) => j.id).sort()).toEqual([...old].sort());
+    const cancelled = await runCli([...globals, 'jobs', 'cancel', '--all', '--queue', 'prune-cli']);
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    await db.rows(`UPDATE "${db.schema}".jobs SET finished_at = now() - interval '2 days' WHERE id = ANY($1)`, [old]);
+    const pruned = await runCli([...globals, 'prune', '--cancelled', '1d', '--json']);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(JSON.parse(pruned.stdout)).toMatchObject({ cancelled: 3 });
+    expect(await db.rows(`SELECT 1 FROM "${db.schema}".jobs WHERE id = ANY($1)`, [old])).toEqual([]);
+  }, 60_000);
+
   it('a worker whose LISTEN goes through it refuses to start: one skiplock: line, exit 1, no job taken', async () => {
     const { id } = await producer.enqueue('hello', { name: 'unheard' }, { queue: 'unheard' });
     const globals = ['--no-prepared-statements', '--database-url', bouncerUrl, '--schema', db.schema];

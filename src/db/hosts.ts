@@ -1,5 +1,4 @@
-import pg from 'pg';
-import { CONNECT_CODES, SkiplockError, errorMessage, redactSecrets } from '../errors.js';
+import { SkiplockError } from '../errors.js';
 
 /**
  * Multi-host connection strings (standby failover). node-postgres connects to one host only;
@@ -8,15 +7,15 @@ import { CONNECT_CODES, SkiplockError, errorMessage, redactSecrets } from '../er
  *   postgres://user@hostA:5432,hostB:5433/db?target_session_attrs=read-write
  *   host=hostA,hostB port=5432,5433 user=user dbname=db target_session_attrs=read-write
  *
- * Such a string gets a HostResolver (one per string and process, shared by its pools and
- * LISTEN connections) that knows the last host found fit: writable for `read-write` and
- * `primary`, reachable for `any` (libpq's default). New connections go there. A connection
- * that cannot connect, is lost (terminated by the server, admin shutdown, a broken socket)
- * or runs into a read-only error (SQLSTATE 25006) makes the resolver forget that host; the
- * next connection probes the hosts again in order (a short connect, `SELECT
- * pg_is_in_recovery()`) and goes to the first fit one. So after a failover, once a standby
- * is promoted, every new connection of the pool and the listener's reconnects find it by
- * themselves. When none is fit, a connection fails with one line:
+ * This file parses them (pure). Such a string gets a HostResolver (resolver.ts; one per
+ * string and process, shared by its pools and LISTEN connections) that knows the last host
+ * found fit: writable for `read-write` and `primary`, reachable for `any` (libpq's default).
+ * New connections go there. A connection that cannot connect, is lost (terminated by the
+ * server, admin shutdown, a broken socket) or runs into a read-only error (SQLSTATE 25006)
+ * makes the resolver forget that host; the next connection probes the hosts again in order
+ * (a short connect, `SELECT pg_is_in_recovery()`) and goes to the first fit one. So after a
+ * failover, once a standby is promoted, every new connection of the pool and the listener's
+ * reconnects find it by themselves. When none is fit, a connection fails with one line:
  * `cannot connect to any of hostA:5432, hostB:5433 (connection refused)`.
  *
  * A string with one host is not touched: pg parses it as always.
@@ -76,7 +75,7 @@ function parseUrlHost(part: string): HostAddress {
 }
 
 /** host:port, [v6]:port. */
-function hostLabel(h: HostAddress): string {
+export function hostLabel(h: HostAddress): string {
   return h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
 }
 
@@ -200,213 +199,4 @@ export function multiHostPassword(connectionString: string | undefined): string 
   } catch {
     return undefined;
   }
-}
-
-
-/** Why a probe of one host failed, in a few words, without the password. */
-function probeFailure(err: unknown, password: string | undefined): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  const reason = typeof code === 'string' ? CONNECT_CODES.get(code) : undefined;
-  if (reason !== undefined) return reason;
-  const message = errorMessage(err).split('\n')[0] ?? '';
-  if (/timeout|timed out/i.test(message)) return 'timed out';
-  return redactSecrets(message, password ? [password] : []);
-}
-
-const sameHost = (a: HostAddress | undefined, b: HostAddress | undefined): boolean => a !== undefined && b !== undefined && a.host === b.host && a.port === b.port;
-
-/** A failed probe is reused for this long: connections failing during an outage do not each probe every host. */
-const PROBE_BACKOFF_MS = 200;
-
-/**
- * Knows which host of a list new connections go to: the last one a probe found fit. A
- * suspected host is forgotten; the next `target()` probes the hosts again, in order (one
- * probe at a time, shared by every caller).
- */
-export class HostResolver {
-  private current: HostAddress | undefined;
-  private probing: Promise<HostAddress> | undefined;
-  private failed: { at: number; error: Error } | undefined;
-
-  constructor(
-    readonly list: HostList,
-    /** Connect (and query) timeout of each host's probe. */
-    readonly probeTimeoutMs = 3000,
-  ) {}
-
-  /** The host found fit last, while nothing has cast doubt on it. */
-  get known(): HostAddress | undefined {
-    return this.current;
-  }
-
-  /** The host a new connection should go to: the known one, else the first fit one a probe finds. */
-  target(): Promise<HostAddress> {
-    if (this.current !== undefined) return Promise.resolve(this.current);
-    if (this.probing === undefined && this.failed !== undefined && Date.now() - this.failed.at < PROBE_BACKOFF_MS) {
-      return Promise.reject(this.failed.error);
-    }
-    this.probing ??= this.probe().finally(() => (this.probing = undefined));
-    return this.probing;
-  }
-
-  /** A connection to `host` failed, was lost or found it read-only: probe before the next one. */
-  suspect(host: HostAddress): void {
-    if (sameHost(this.current, host)) this.current = undefined;
-  }
-
-  private async probe(): Promise<HostAddress> {
-    const reasons: string[] = [];
-    for (const host of this.list.hosts) {
-      const reason = await this.check(host);
-      if (reason === undefined) {
-        this.current = host;
-        this.failed = undefined;
-        return host;
-      }
-      reasons.push(reason);
-    }
-    const { hosts, label } = this.list;
-    const why = reasons.every((r) => r === reasons[0]) ? reasons[0] : reasons.map((r, i) => `${hosts[i] ? hostLabel(hosts[i]) : '?'}: ${r}`).join('; ');
-    const error = new SkiplockError(`cannot connect to any of ${label} (${why})`);
-    this.failed = { at: Date.now(), error };
-    throw error;
-  }
-
-  /** Undefined when `host` is fit for new connections, else why not. */
-  private async check(host: HostAddress): Promise<string | undefined> {
-    const client = new pg.Client({
-      connectionString: this.list.connectionStringFor(host),
-      connectionTimeoutMillis: this.probeTimeoutMs,
-      query_timeout: this.probeTimeoutMs,
-      application_name: 'skiplock probe',
-    });
-    client.on('error', () => undefined); // a probe's connection lost: its query fails too
-    try {
-      await client.connect();
-      if (this.list.targetSessionAttrs === 'any') return undefined;
-      const { rows } = await client.query<{ recovery: boolean; read_only: boolean }>(
-        `SELECT pg_is_in_recovery() AS recovery, current_setting('transaction_read_only') = 'on' AS read_only`,
-      );
-      if (rows[0]?.recovery !== false) return 'in recovery (a standby)';
-      if (rows[0]?.read_only !== false && this.list.targetSessionAttrs === 'read-write') return 'read-only';
-      return undefined;
-    } catch (err) {
-      return probeFailure(err, this.list.password);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  }
-}
-
-const resolvers = new Map<string, HostResolver>();
-
-/**
- * The resolver of a multi-host connection string, shared by everything in this process that
- * connects with it (pools and LISTEN connections); undefined for a single-host string.
- */
-export function hostResolverFor(connectionString: string | undefined): HostResolver | undefined {
-  if (connectionString === undefined) return undefined;
-  const known = resolvers.get(connectionString);
-  if (known !== undefined) return known;
-  const list = parseHostList(connectionString);
-  if (list === undefined) return undefined;
-  const resolver = new HostResolver(list);
-  resolvers.set(connectionString, resolver);
-  return resolver;
-}
-
-/** SQLSTATE read_only_sql_transaction: a write reached a standby (or a read-only session). */
-const READ_ONLY = '25006';
-
-type ClientClass = typeof pg.Client;
-type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void);
-
-/**
- * A pg.Client class (for pg.Pool's `Client` option) whose connections go to the resolver's
- * current host, and which tells the resolver when its host let it down: a failed connect, a
- * lost connection, a read-only error. A connection whose server turned read-only while
- * another host is now the writable one is closed (the pool then drops it). `Base` is the
- * class to extend (pg.Client, or one of skiplock's own).
- */
-export function failoverClient(resolver: HostResolver, Base: ClientClass = pg.Client): ClientClass {
-  return class FailoverClient extends Base {
-    private target: HostAddress | undefined;
-    private endCalled = false;
-
-    constructor(config?: string | pg.ClientConfig) {
-      const given: pg.ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
-      const first = resolver.known ?? resolver.list.hosts[0];
-      super({ ...given, connectionString: first && resolver.list.connectionStringFor(first) });
-      this.on('error', () => {
-        if (this.target !== undefined) resolver.suspect(this.target);
-      });
-      // Whatever `query` is by now (pg's, or the base class's own), wrapped to notice read-only errors.
-      const query = this.query as (...args: unknown[]) => unknown;
-      const self = this as unknown as { query: (...args: unknown[]) => unknown };
-      self.query = (...args: unknown[]) => {
-        const last = args.length - 1;
-        const callback = args[last];
-        if (typeof callback === 'function') {
-          args[last] = (err: unknown, ...results: unknown[]) => {
-            if (err) this.noteQueryError(err);
-            (callback as (...a: unknown[]) => unknown)(err, ...results);
-          };
-        }
-        const result = query.apply(this, args);
-        if (result instanceof Promise) result.then(undefined, (err: unknown) => this.noteQueryError(err));
-        return result;
-      };
-    }
-
-    override connect(): Promise<pg.Client>;
-    override connect(callback: ConnectCallback): void;
-    override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
-      const connected = this.connectToTarget();
-      if (callback === undefined) return connected;
-      const done = callback as (err: Error | null, c?: pg.Client) => void;
-      connected.then(
-        (client) => done(null, client),
-        (err: Error) => done(err),
-      );
-    }
-
-    override end(): Promise<void>;
-    override end(callback: (err: Error) => void): void;
-    override end(callback?: (err: Error) => void): Promise<void> | void {
-      this.endCalled = true;
-      return callback === undefined ? super.end() : super.end(callback);
-    }
-
-    private async connectToTarget(): Promise<pg.Client> {
-      const target = resolver.known ?? (await resolver.target());
-      // Given up on while the hosts were probed (the pool's connect timeout, or end()).
-      if (this.endCalled || this.connection.stream.destroyed) throw new Error('Connection terminated while looking for a writable host');
-      this.target = target;
-      this.host = target.host;
-      this.port = target.port;
-      const params = (this as unknown as { connectionParameters?: { host: string; port: number } }).connectionParameters;
-      if (params !== undefined) {
-        params.host = target.host; // for .pgpass look-ups and password functions
-        params.port = target.port;
-      }
-      try {
-        return await super.connect();
-      } catch (err) {
-        resolver.suspect(target);
-        throw err;
-      }
-    }
-
-    private noteQueryError(err: unknown): void {
-      const target = this.target;
-      if ((err as { code?: unknown } | null)?.code !== READ_ONLY || target === undefined) return;
-      resolver.suspect(target);
-      resolver.target().then(
-        (next) => {
-          if (!sameHost(next, target)) this.connection.stream.destroy(); // the pool drops it
-        },
-        () => undefined,
-      );
-    }
-  };
 }

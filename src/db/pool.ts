@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { CONNECT_CODES, SkiplockError, errorMessage, redactSecrets } from '../errors.js';
-import { describeHosts, failoverClient, hostResolverFor, multiHostPassword } from './hosts.js';
+import { describeHosts, multiHostPassword } from './hosts.js';
+import { failoverClient, hostResolverFor } from './resolver.js';
 
 /** Anything that runs a query: a pg.Pool, a pooled client or a plain client. */
 export interface Queryable {
@@ -57,7 +58,7 @@ export function createPool(
   };
   if (options.connectionString !== undefined) config.connectionString = options.connectionString;
   if (options.preparedStatements === false) config.Client = UnpreparedClient as unknown as new () => pg.ClientBase;
-  // A multi-host string (hostA:5432,hostB:5433): each new connection goes to the current primary (hosts.ts).
+  // A multi-host string (hostA:5432,hostB:5433): each new connection goes to the current primary (resolver.ts).
   const resolver = hostResolverFor(options.connectionString);
   if (resolver) config.Client = failoverClient(resolver, (config.Client ?? pg.Client) as unknown as typeof pg.Client) as unknown as new () => pg.ClientBase;
   const pool = new pg.Pool(config);

@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
 import pgListen, { type Options, type Subscriber } from 'pg-listen';
-import type { HostAddress, HostResolver } from '../db/hosts.js';
+import type { HostAddress } from '../db/hosts.js';
+import type { HostResolver } from '../db/resolver.js';
 
 /** What the Listener uses of a pg-listen subscriber. */
 export interface ListenSubscriber {
@@ -21,7 +22,7 @@ interface Connection {
 }
 
 /**
- * A pg-listen subscriber for a multi-host connection string (see src/db/hosts.ts): pg-listen
+ * A pg-listen subscriber for a multi-host connection string (see src/db/resolver.ts): pg-listen
  * reconnects to the one host of its config, which after a failover is the dead primary, so
  * this one never lets it reconnect (retryLimit 1: a lost connection is reported as its one
  * 'error') and opens a new pg-listen subscriber on the host the resolver finds instead,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import pgListen, { type Options } from 'pg-listen';
 import type { Logger } from 'pino';
-import { hostResolverFor } from '../db/hosts.js';
+import { hostResolverFor } from '../db/resolver.js';
 import { SkiplockError, errorMessage } from '../errors.js';
 import { FailoverSubscriber, type ListenSubscriber } from './failover.js';
 
