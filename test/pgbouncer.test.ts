@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -9,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type TaskList, Worker, type WorkerOptions, createPool } from '../src/index.js';
 import { runCli, startCli } from './helpers/cli.js';
 import { DATABASE_URL } from './helpers/db.js';
+import { freePort } from './helpers/measure.js';
 import { useTestSchema } from './helpers/setup.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -27,18 +27,6 @@ function findPgbouncer(): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 interface Bouncer {

@@ -406,35 +406,4 @@ export class JobStore {
     const res = await this.pool.query<{ status: string }>({ ...this.queries.prune, values: [statuses, olderThanMs, limit] });
     return res.rows.map((r) => r.status);
   }
-
-  /** Jobs in the table by queue and status (the skiplock_queue_depth gauge). */
-  /**
-   * Jobs by queue and status ('scheduled': queued, not yet due); for 'queued' rows, how long
-   * the longest-due job has been due, in seconds.
-   */
-  async queueDepth(): Promise<Array<{ queue: string; status: string; jobs: number; oldestDueSeconds: number | null }>> {
-    const res = await this.pool.query<{ queue: string; status: string; jobs: string; oldest_due_s: number | null }>({ ...this.queries.queueDepth, values: [] });
-    return res.rows.map((r) => ({ queue: r.queue, status: r.status, jobs: Number(r.jobs), oldestDueSeconds: r.oldest_due_s === null ? null : Math.max(0, r.oldest_due_s) }));
-  }
-
-  /** Sends one notification through the pool (the LISTEN connection's start-up check). */
-  async notify(channel: string, payload: string): Promise<void> {
-    await this.pool.query({ ...this.queries.notify, values: [channel, payload] });
-  }
-
-  /**
-   * The vacuum gauges' one read: the jobs table's dead and live tuples (statistics estimates),
-   * its size in bytes (indexes and TOAST included) and the age in seconds of the oldest
-   * transaction holding back vacuum (0 when none).
-   */
-  async vacuumHealth(): Promise<{ deadTuples: number; liveTuples: number; sizeBytes: number; oldestTransactionSeconds: number }> {
-    const res = await this.pool.query<{ dead: string; live: string; size: string; oldest_tx_s: number }>({ ...this.queries.vacuumHealth, values: [] });
-    const row = res.rows[0];
-    return {
-      deadTuples: Number(row?.dead ?? 0),
-      liveTuples: Number(row?.live ?? 0),
-      sizeBytes: Number(row?.size ?? 0),
-      oldestTransactionSeconds: Math.max(0, row?.oldest_tx_s ?? 0),
-    };
-  }
 }

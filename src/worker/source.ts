@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { channelFor, queuesChannelFor } from '../config.js';
 import type { JobStore } from '../db/jobstore.js';
+import type { ProbeStore } from '../db/probestore.js';
 import { describeTarget, retrySessionLost } from '../db/pool.js';
 import type { ClaimedJob } from '../job.js';
 import { Periodic } from '../maintenance/periodic.js';
@@ -15,6 +16,8 @@ import type { QueueStates } from './queues.js';
 
 export interface JobSourceOptions {
   store: JobStore;
+  /** Sends the LISTEN connection's start-up notification. */
+  probes: ProbeStore;
   config: WorkerConfig;
   /** Connection settings of the LISTEN connection (when config.listen). */
   connection: pg.ClientConfig;
@@ -89,7 +92,7 @@ export class JobSource {
       channel: channelFor(config.schema),
       logger,
       // At start, a notification sent through the pool must arrive (not behind a transaction pooler).
-      sendCheck: (channel, payload) => retrySessionLost(() => store.notify(channel, payload)),
+      sendCheck: (channel, payload) => retrySessionLost(() => options.probes.notify(channel, payload)),
       target: options.connection.connectionString === undefined ? undefined : describeTarget(options.connection.connectionString),
       onNotify: () => {
         metrics.notifications.inc();

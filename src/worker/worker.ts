@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { AdminStore } from '../db/adminstore.js';
 import { JobStore } from '../db/jobstore.js';
 import { createPool, dbErrorDescriber, retrySessionLost } from '../db/pool.js';
+import { ProbeStore } from '../db/probestore.js';
 import { QueueStore } from '../db/queuestore.js';
 import { ScheduleStore } from '../db/schedulestore.js';
 import { SkiplockError } from '../errors.js';
@@ -82,6 +83,7 @@ export class Worker {
         logger.warn({ err: describe(err) }, 'idle database connection failed'),
       );
     const store = new JobStore(this.pool, config.schema, { deleteSucceeded: config.retention.succeededMs === 0 });
+    const probes = new ProbeStore(this.pool, config.schema);
     const queueStore = new QueueStore(this.pool, config.schema);
     const scheduleStore = new ScheduleStore(this.pool, config.schema);
     this.queues = new QueueStates(queueStore, config.queues);
@@ -107,7 +109,7 @@ export class Worker {
     };
     const listenTo = options.listenConnectionString ?? options.connectionString;
     const connection: pg.ClientConfig = listenTo !== undefined ? { connectionString: listenTo } : { ...(options.pool?.options ?? {}) };
-    this.source = new JobSource({ store, config, connection, intake, queues: this.queues, logger, metrics: this.metrics, describe });
+    this.source = new JobSource({ store, probes, config, connection, intake, queues: this.queues, logger, metrics: this.metrics, describe });
     const { metrics } = this;
     this.presence = new Presence({
       store: new AdminStore(this.pool, config.schema),
@@ -125,11 +127,11 @@ export class Worker {
     if (config.scheduleMs > 0) {
       this.services.push(new Scheduler({ store: scheduleStore, intervalMs: config.scheduleMs, batch: SCHEDULE_BATCH, logger, metrics }));
     }
-    metrics.setQueueDepthSource(() => store.queueDepth());
+    metrics.setQueueDepthSource(() => probes.queueDepth());
     metrics.setListenerSource(() => this.source.listening);
     metrics.setScheduleSource(async () => ({ now: await scheduleStore.now(), schedules: await scheduleStore.list() }));
     metrics.setQueueSettingsSource(() => queueStore.settings());
-    metrics.setVacuumHealthSource(() => store.vacuumHealth());
+    metrics.setVacuumHealthSource(() => probes.vacuumHealth());
   }
 
   /** Jobs running now. */
